@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+)
+
+// config is the daemon's settings from its flags.
+type config struct {
+	mount      string
+	db         string
+	gpus       string
+	maxDevices int
+	firstID    uint64
+	allowOther bool
+	readyFD    int
+	debug      bool
+}
+
+// errHelp means --help was asked for and printed.
+var errHelp = errors.New("help requested")
+
+func parseFlags(args []string, stdout io.Writer) (config, error) {
+	var c config
+	f := pflag.NewFlagSet("morehd", pflag.ContinueOnError)
+	f.SetOutput(io.Discard)
+	f.StringVar(&c.mount, "mount", "/moreh", "directory to mount the tree on (created if missing)")
+	f.StringVar(&c.db, "db", defaultDB(), "bbolt state file (created if missing)")
+	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
+	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
+	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
+	f.BoolVar(&c.allowOther, "allow-other", false, "let users other than the one running morehd use the mount")
+	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
+	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
+	help := f.BoolP("help", "h", false, "show this help")
+	version := f.Bool("version", false, "print the version")
+	if err := f.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case *help:
+		fmt.Fprintf(stdout, "Usage: morehd [flags]\n\nServes virtual accelerator devices as files under --mount.\n"+
+			"Runs in the foreground; SIGINT or SIGTERM unmounts and exits.\n\nFlags:\n%s", f.FlagUsages())
+		return c, errHelp
+	case *version:
+		fmt.Fprintf(stdout, "morehd %s\n", Version)
+		return c, errHelp
+	case f.NArg() > 0:
+		return c, fmt.Errorf("unexpected argument %q: morehd takes only flags", f.Arg(0))
+	case c.maxDevices < 1:
+		return c, fmt.Errorf("--max-devices must be at least 1, not %d", c.maxDevices)
+	case c.firstID < 1:
+		return c, fmt.Errorf("--first-id must be at least 1")
+	case c.mount == "" || c.db == "":
+		return c, fmt.Errorf("--mount and --db must not be empty")
+	}
+	return c, nil
+}
+
+// defaultDB is /var/lib/moreh for root and the XDG state directory otherwise.
+func defaultDB() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/moreh/moreh.db"
+	}
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "moreh", "moreh.db")
+}

@@ -1,0 +1,110 @@
+// Command morehd mounts the moreh tree: virtual accelerator devices managed
+// with plain file operations.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/moreh-io/moreh/fs"
+	"github.com/moreh-io/moreh/gpu"
+	"github.com/moreh-io/moreh/store"
+)
+
+// Version is this build's version, shown as client, server and Moreh-SMI.
+var Version = "26.11.0"
+
+// Exit codes: 0 clean stop, 1 runtime failure, 2 usage error.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stdout)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "morehd: %v\nRun 'morehd --help' for usage.\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := serve(cfg, log); err != nil {
+		fmt.Fprintf(stderr, "morehd: %v\n", err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+// serve mounts the tree and blocks until SIGINT or SIGTERM unmounts it.
+func serve(cfg config, log *slog.Logger) error {
+	probe, note, err := gpu.Open(cfg.gpus)
+	if err != nil {
+		return err
+	}
+	defer probe.Close()
+	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
+
+	eng, err := store.OpenBolt(cfg.db, 2*time.Second)
+	if err != nil {
+		return explainOpenError(cfg.db, err)
+	}
+	defer eng.Close()
+	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices})
+	if err != nil {
+		return fmt.Errorf("open the state in %s: %w", cfg.db, err)
+	}
+
+	if err := prepareMountpoint(cfg.mount, log); err != nil {
+		return err
+	}
+	server, err := fs.Mount(cfg.mount, fs.Config{
+		Registry: reg, Probe: probe, Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
+	})
+	if err != nil {
+		return explainMountError(cfg.mount, err)
+	}
+	log.Info("mounted", "mount", cfg.mount, "db", cfg.db, "max_devices", cfg.maxDevices)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	signalReady(cfg.readyFD, log)
+	done := make(chan struct{})
+	go func() { server.Wait(); close(done) }()
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "mount", cfg.mount)
+		unmount(server, cfg.mount, log)
+		<-done
+	case <-done:
+		log.Warn("the mount went away", "mount", cfg.mount)
+	}
+	return nil
+}
+
+func explainOpenError(path string, err error) error {
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, context.DeadlineExceeded) || err.Error() == "timeout" {
+		return fmt.Errorf("the state file %s is in use by another morehd: stop it, or give this one its own --db", path)
+	}
+	return fmt.Errorf("open the state file %s: %w (move it aside to start empty, or give --db another path)", path, err)
+}
+
+func explainMountError(dir string, err error) error {
+	if _, statErr := os.Stat("/dev/fuse"); statErr != nil {
+		return fmt.Errorf("mount %s: %w: /dev/fuse is missing; load the fuse module (modprobe fuse)", dir, err)
+	}
+	return fmt.Errorf("mount %s: %w (morehd mounts with mount(2) as root, or with fusermount otherwise)", dir, err)
+}

@@ -1,0 +1,151 @@
+// Package morehdtest runs the real morehd binary for black-box tests: built
+// once per test binary, started on a mount in t.TempDir(), ready when it
+// says so on its ready fd, stopped in t.Cleanup.
+package morehdtest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Daemon is one running (or stopped) morehd.
+type Daemon struct {
+	t     testing.TB
+	Mount string   // the mounted tree
+	DB    string   // the bbolt file
+	Args  []string // extra flags, kept across Restart
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
+	mu    sync.Mutex
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/morehd once and returns its path.
+func Binary(t testing.TB) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "morehd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "morehd")
+		_, file, _, _ := runtime.Caller(0)
+		pkg := filepath.Join(filepath.Dir(file), "..")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, pkg).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Start runs morehd on a fresh mount and db with the extra flags args
+// (e.g. "--max-devices", "3") and waits until it is ready.
+func Start(t testing.TB, args ...string) *Daemon {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting without fusermount needs root")
+	}
+	dir := t.TempDir()
+	d := &Daemon{t: t, Mount: filepath.Join(dir, "mnt"), DB: filepath.Join(dir, "state", "moreh.db"), Args: args}
+	d.start()
+	t.Cleanup(func() { d.Stop() })
+	return d
+}
+
+func (d *Daemon) start() {
+	d.t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer r.Close()
+	args := append([]string{"--mount", d.Mount, "--db", d.DB, "--gpus", "sim", "--ready-fd", "3"}, d.Args...)
+	cmd := exec.Command(Binary(d.t), args...)
+	d.log = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = d.log, d.log
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		d.t.Fatal(err)
+	}
+	w.Close()
+	// The daemon writes one line when the mount answers, or dies trying;
+	// either ends the read, so no sleep or poll is needed.
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	if line != "ready\n" {
+		cmd.Wait()
+		d.t.Fatalf("morehd did not become ready (%v):\n%s", cmd.ProcessState, d.log)
+	}
+	d.mu.Lock()
+	d.cmd = cmd
+	d.mu.Unlock()
+}
+
+// Path joins a path inside the mount.
+func (d *Daemon) Path(elem ...string) string {
+	return filepath.Join(append([]string{d.Mount}, elem...)...)
+}
+
+// Log is what the daemon printed so far.
+func (d *Daemon) Log() string { return d.log.String() }
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *Daemon) Stop() {
+	d.mu.Lock()
+	cmd := d.cmd
+	d.cmd = nil
+	d.mu.Unlock()
+	defer syscall.Unmount(d.Mount, syscall.MNT_DETACH) // a killed daemon's mount too
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			d.t.Errorf("morehd exited with %v:\n%s", err, d.log)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		d.t.Errorf("morehd did not stop on SIGTERM:\n%s", d.log)
+	}
+}
+
+// Kill SIGKILLs the daemon, leaving a stale mount behind as a crash would.
+func (d *Daemon) Kill() {
+	d.mu.Lock()
+	cmd := d.cmd
+	d.cmd = nil
+	d.mu.Unlock()
+	if cmd != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+}
+
+// Restart starts the daemon again on the same mount and db.
+func (d *Daemon) Restart() {
+	d.t.Helper()
+	d.start()
+}

@@ -1,0 +1,114 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// renderFunc produces a file's whole content for one open.
+type renderFunc func(ctx context.Context) ([]byte, error)
+
+// snapshot is an open file: its content, fixed at open so a reader never
+// sees half an update.
+type snapshot struct {
+	data []byte
+}
+
+var _ = (fusefs.FileReader)((*snapshot)(nil))
+
+func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(s.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(s.data[off:min(int64(len(s.data)), off+int64(len(dest)))]), 0
+}
+
+// roFile is a read-only file rendered at open, like a /proc file.
+type roFile struct {
+	fusefs.Inode
+	t      *tree
+	mode   uint32
+	token  string // whose errors file records failures
+	render renderFunc
+}
+
+var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
+
+// Getattr reports size 0 as /proc does: the content exists only once opened.
+func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fuse.S_IFREG | f.t.perm(f.mode)
+	return 0
+}
+
+var _ = (fusefs.NodeOpener)((*roFile)(nil))
+
+func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, 0, f.t.fail(f.token, "open", f.Path(nil), errReadOnly)
+	}
+	return f.open(ctx)
+}
+
+func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.Errno) {
+	data, err := f.render(ctx)
+	if err != nil {
+		return nil, 0, f.t.fail(f.token, "read", f.Path(nil), err)
+	}
+	return &snapshot{data: data}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+var _ = (fusefs.NodeSetattrer)((*roFile)(nil))
+
+func (f *roFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return f.t.fail(f.token, "setattr", f.Path(nil), errPerm)
+}
+
+// errReadOnly is the failure of opening a read-only file for writing.
+var errReadOnly = syscall.EACCES
+
+// commandFunc carries out one command written to a file.
+type commandFunc func(ctx context.Context, command string) error
+
+// cmdFile is a file whose writes are commands: one write(2) is one command,
+// at most maxWrite bytes, one trailing newline ignored.
+type cmdFile struct {
+	roFile
+	command commandFunc
+}
+
+var _ = (fusefs.NodeOpener)((*cmdFile)(nil))
+
+// Open accepts writers too; O_TRUNC is a no-op since content is rendered.
+func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE == syscall.O_WRONLY {
+		return &snapshot{}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	return f.open(ctx)
+}
+
+var _ = (fusefs.NodeSetattrer)((*cmdFile)(nil))
+
+// Setattr allows the truncate of `echo ID > file` and refuses the rest.
+func (f *cmdFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); ok && sz == 0 && in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_CTIME|fuse.FATTR_MTIME_NOW) == 0 {
+		out.Mode = fuse.S_IFREG | f.t.perm(f.mode)
+		return 0
+	}
+	return f.roFile.Setattr(ctx, fh, in, out)
+}
+
+var _ = (fusefs.NodeWriter)((*cmdFile)(nil))
+
+func (f *cmdFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	command, err := ParseCommand(data)
+	if err == nil {
+		err = f.command(ctx, command)
+	}
+	if err != nil {
+		return 0, f.t.fail(f.token, "write", f.Path(nil), err)
+	}
+	return uint32(len(data)), 0
+}

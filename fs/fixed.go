@@ -1,0 +1,95 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// fixedDir is embedded by every directory: it refuses, with EPERM and a line
+// in errors, each change that the tree never allows.
+type fixedDir struct {
+	fusefs.Inode
+	t *tree
+}
+
+func (d *fixedDir) refuse(ctx context.Context, op, name string) syscall.Errno {
+	return d.t.fail(d.t.callerToken(ctx), op, joinPath(d.Path(nil), name), errPerm)
+}
+
+var _ = (fusefs.NodeMkdirer)((*fixedDir)(nil))
+
+func (d *fixedDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, d.refuse(ctx, "mkdir", name)
+}
+
+var _ = (fusefs.NodeRmdirer)((*fixedDir)(nil))
+
+func (d *fixedDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return d.refuse(ctx, "rmdir", name)
+}
+
+var _ = (fusefs.NodeCreater)((*fixedDir)(nil))
+
+func (d *fixedDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, d.refuse(ctx, "create", name)
+}
+
+var _ = (fusefs.NodeMknoder)((*fixedDir)(nil))
+
+func (d *fixedDir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, d.refuse(ctx, "mknod", name)
+}
+
+var _ = (fusefs.NodeUnlinker)((*fixedDir)(nil))
+
+func (d *fixedDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	return d.refuse(ctx, "unlink", name)
+}
+
+var _ = (fusefs.NodeRenamer)((*fixedDir)(nil))
+
+func (d *fixedDir) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return d.refuse(ctx, "rename", name)
+}
+
+var _ = (fusefs.NodeSymlinker)((*fixedDir)(nil))
+
+func (d *fixedDir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, d.refuse(ctx, "symlink", name)
+}
+
+var _ = (fusefs.NodeLinker)((*fixedDir)(nil))
+
+func (d *fixedDir) Link(ctx context.Context, target fusefs.InodeEmbedder, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	return nil, d.refuse(ctx, "link", name)
+}
+
+var _ = (fusefs.NodeSetattrer)((*fixedDir)(nil))
+
+// Setattr refuses chmod, chown and utimes: modes say who may use the tree.
+func (d *fixedDir) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return d.refuse(ctx, "setattr", "")
+}
+
+// entries turns names into directory entries of one mode.
+func entries(mode uint32, names ...string) []fuse.DirEntry {
+	out := make([]fuse.DirEntry, len(names))
+	for i, n := range names {
+		out[i] = fuse.DirEntry{Name: n, Mode: mode}
+	}
+	return out
+}
+
+// joinPath joins names of the tree; the root's own path is "".
+func joinPath(dir, name string) string {
+	switch {
+	case dir == "":
+		return name
+	case name == "":
+		return dir
+	}
+	return dir + "/" + name
+}

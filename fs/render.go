@@ -1,0 +1,170 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/moreh-io/moreh/store"
+)
+
+// deviceName is the product name every device shows in the table.
+const deviceName = "KT AI Accelerator"
+
+// usage is what a device's GPUs report right now.
+type usage struct {
+	usedMiB, totalMiB uint64
+	utilization       int // percent, or NoUtilization while no job runs
+}
+
+// usageOf reports a device's figures. No job can run yet, so a device uses
+// nothing of its model's memory and shows no utilisation.
+func (t *tree) usageOf(d store.Device) usage {
+	return usage{totalMiB: d.ModelInfo().MemoryMiB(), utilization: NoUtilization}
+}
+
+func formatUint(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func formatUtilization(u int) string {
+	if u < 0 {
+		return "-"
+	}
+	return strconv.Itoa(u)
+}
+
+func (t *tree) renderVersion(context.Context) ([]byte, error) {
+	v := t.Version
+	return []byte("moreh-smi " + v + "\nclient " + v + "\nserver " + v + "\n"), nil
+}
+
+func renderModels() []byte {
+	var b bytes.Buffer
+	for _, m := range store.Models() {
+		b.WriteString(strconv.Itoa(m.Number) + "\t" + m.Name + "\t" + strconv.Itoa(m.Units) + "\t" + formatUint(m.MemoryMiB()) + "\n")
+	}
+	return b.Bytes()
+}
+
+// tableView gathers the table of a token's devices, or of device only when
+// it is not 0.
+func (t *tree) tableView(token string, device uint64) (TableView, store.TokenView, error) {
+	v, err := t.Registry.View(token)
+	if err != nil {
+		return TableView{}, v, err
+	}
+	tv := TableView{Time: t.Now(), SMIVersion: t.Version, ClientVersion: t.Version, ServerVersion: t.Version}
+	for _, d := range v.Devices {
+		if device != 0 && d.ID != device {
+			continue
+		}
+		u := t.usageOf(d)
+		tv.Devices = append(tv.Devices, DeviceRow{
+			ID: d.ID, Current: d.ID == v.Token.Current, Name: deviceName, Model: d.Model,
+			MemoryUsedMiB: u.usedMiB, MemoryTotalMiB: u.totalMiB, Utilization: u.utilization,
+		})
+	}
+	if device != 0 && len(tv.Devices) == 0 {
+		return tv, v, &store.Error{Kind: store.KindNotFound, Msg: "Device " + formatUint(device) + " does not exist."}
+	}
+	return tv, v, nil
+}
+
+func (t *tree) renderStatus(token string, device uint64) ([]byte, error) {
+	tv, _, err := t.tableView(token, device)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	err = WriteTable(&b, tv)
+	return b.Bytes(), err
+}
+
+// statusJSON is status.json: the table's data for programs.
+type statusJSON struct {
+	Time          string        `json:"time"`
+	SMIVersion    string        `json:"smi_version"`
+	ClientVersion string        `json:"client_version"`
+	ServerVersion string        `json:"server_version"`
+	Token         string        `json:"token"`
+	Current       *uint64       `json:"current"`
+	Limit         limitJSON     `json:"limit"`
+	Devices       []deviceJSON  `json:"devices"`
+	Processes     []processJSON `json:"processes"`
+}
+
+type limitJSON struct {
+	Max  int `json:"max"`
+	Used int `json:"used"`
+}
+
+type deviceJSON struct {
+	ID             uint64 `json:"id"`
+	Current        bool   `json:"current"`
+	Name           string `json:"name"`
+	Model          string `json:"model"`
+	Units          int    `json:"units"`
+	MemoryUsedMiB  uint64 `json:"memory_used_mib"`
+	MemoryTotalMiB uint64 `json:"memory_total_mib"`
+	Utilization    *int   `json:"utilization"` // null while no job runs
+}
+
+type processJSON struct {
+	Device    uint64 `json:"device"`
+	JobID     uint64 `json:"job_id"`
+	PID       int    `json:"pid"`
+	Name      string `json:"name"`
+	MemoryMiB uint64 `json:"memory_mib"`
+}
+
+func (t *tree) renderStatusJSON(token string, device uint64) ([]byte, error) {
+	tv, v, err := t.tableView(token, device)
+	if err != nil {
+		return nil, err
+	}
+	out := statusJSON{
+		Time: tv.Time.Format("2006-01-02T15:04:05Z07:00"), SMIVersion: tv.SMIVersion,
+		ClientVersion: tv.ClientVersion, ServerVersion: tv.ServerVersion, Token: token,
+		Limit:   limitJSON{Max: v.Token.MaxDevices, Used: len(v.Devices)},
+		Devices: []deviceJSON{}, Processes: []processJSON{},
+	}
+	if v.Token.Current != 0 {
+		out.Current = &v.Token.Current
+	}
+	for _, r := range tv.Devices {
+		m, _ := store.LookupModel(r.Model)
+		d := deviceJSON{ID: r.ID, Current: r.Current, Name: r.Name, Model: r.Model, Units: m.Units,
+			MemoryUsedMiB: r.MemoryUsedMiB, MemoryTotalMiB: r.MemoryTotalMiB}
+		if r.Utilization >= 0 {
+			d.Utilization = &r.Utilization
+		}
+		out.Devices = append(out.Devices, d)
+	}
+	for _, p := range tv.Processes {
+		out.Processes = append(out.Processes, processJSON(p))
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	return append(b, '\n'), err
+}
+
+const readmeText = `moreh: virtual accelerator devices as files
+
+  cat models                      the models a device can have
+  mkdir devices/Large.256GB       create a device (it becomes current)
+  cat current                     the current device id
+  echo 2027 > current             switch to device 2027
+  echo xLarge.512GB > devices/2027/model
+                                  change a device's model
+  rmdir devices/2027              remove a device
+  cat status                      the moreh-smi table of your devices
+  cat devices/2027/status         one device's table (moreh-smi -i 2027)
+  cat devices/2027/usage          memory_used_mib, memory_total_mib, utilization
+  cat limit                       your device limit and how many you hold
+  cat tokens/<you>/errors         why your last operations failed
+
+devices, current and status are links into tokens/<your token>/.
+Every write is one command of at most 4096 bytes; one trailing newline is ignored.
+Failures return an errno (EINVAL bad input, EDQUOT limit reached, ENOENT unknown
+device, EPERM not allowed here, EIO store failure) and add a line to errors.
+The shims moreh-smi and moreh-switch-model wrap all of this.
+`

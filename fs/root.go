@@ -1,0 +1,116 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/moreh-io/moreh/store"
+)
+
+// rootDir is /moreh: fixed files, the per-caller links and tokens/.
+type rootDir struct {
+	fixedDir
+}
+
+var _ = (fusefs.NodeOnAdder)((*rootDir)(nil))
+
+func (r *rootDir) OnAdd(ctx context.Context) {
+	t := r.t
+	static := func(name string, render renderFunc) {
+		f := &roFile{t: t, mode: 0o444, token: t.Registry.DefaultToken(), render: render}
+		r.AddChild(name, r.NewPersistentInode(ctx, f, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
+	}
+	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil })
+	static("version", t.renderVersion)
+	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
+	r.AddChild("tokens", r.NewPersistentInode(ctx, &tokensDir{fixedDir: fixedDir{t: t}}, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
+	for _, name := range []string{"devices", "current", "status"} {
+		link := &callerLink{t: t, name: name}
+		r.AddChild(name, r.NewPersistentInode(ctx, link, fusefs.StableAttr{Mode: fuse.S_IFLNK}), false)
+	}
+}
+
+var _ = (fusefs.NodeGetattrer)((*rootDir)(nil))
+
+func (r *rootDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fuse.S_IFDIR | 0o755
+	return 0
+}
+
+// callerLink is a per-caller link such as /moreh/devices → tokens/<name>/devices,
+// resolved for whoever follows it, as /proc/self is.
+type callerLink struct {
+	fusefs.Inode
+	t    *tree
+	name string
+}
+
+var _ = (fusefs.NodeReadlinker)((*callerLink)(nil))
+
+func (l *callerLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	return []byte("tokens/" + l.t.callerToken(ctx) + "/" + l.name), 0
+}
+
+var _ = (fusefs.NodeGetattrer)((*callerLink)(nil))
+
+func (l *callerLink) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fuse.S_IFLNK | 0o777
+	return 0
+}
+
+// tokensDir is /moreh/tokens: one directory per token.
+type tokensDir struct {
+	fixedDir
+}
+
+var _ = (fusefs.NodeLookuper)((*tokensDir)(nil))
+
+func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	v, err := d.t.Registry.View(name)
+	if err != nil {
+		if store.KindOf(err) == store.KindNotFound {
+			return nil, syscall.ENOENT
+		}
+		return nil, d.t.fail(d.t.callerToken(ctx), "lookup", "tokens/"+name, err)
+	}
+	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name}
+	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(v.Token.Number, 0)}), 0
+}
+
+var _ = (fusefs.NodeReaddirer)((*tokensDir)(nil))
+
+func (d *tokensDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	tokens, err := d.t.Registry.Tokens()
+	if err != nil {
+		return nil, d.t.fail(d.t.callerToken(ctx), "readdir", "tokens", err)
+	}
+	names := make([]string, len(tokens))
+	for i, tok := range tokens {
+		names[i] = tok.Name
+	}
+	return fusefs.NewListDirStream(entries(fuse.S_IFDIR, names...)), 0
+}
+
+var _ = (fusefs.NodeGetattrer)((*tokensDir)(nil))
+
+func (d *tokensDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fuse.S_IFDIR | 0o755
+	return 0
+}
+
+// Inode numbers of dynamic nodes: stable, so the kernel and go-fuse agree on
+// identity across lookups. Automatic numbers start at 2^63 and never collide.
+const (
+	tokenInoBase  = 1 << 56
+	deviceInoBase = 2 << 56
+)
+
+// tokenIno numbers a token's directory (k=0) and its entries (k=1…15).
+func tokenIno(number uint64, k uint64) uint64 { return tokenInoBase | number<<4 | k }
+
+// deviceIno numbers a device's directory (k=0) and its files (k=1…15).
+func deviceIno(id uint64, k uint64) uint64 { return deviceInoBase | id<<4 | k }

@@ -1,0 +1,101 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/moreh-io/moreh/store"
+)
+
+// tokenDir is tokens/<name>: the token's files and its devices/.
+type tokenDir struct {
+	fixedDir
+	token string
+}
+
+// tokenEntries are the names in a token's directory, in listing order; the
+// index+1 is the entry's inode offset.
+var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices"}
+
+var _ = (fusefs.NodeLookuper)((*tokenDir)(nil))
+
+func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	v, err := d.t.Registry.View(d.token)
+	if err != nil {
+		return nil, d.t.fail(d.token, "lookup", d.Path(nil)+"/"+name, err)
+	}
+	for i, entry := range tokenEntries {
+		if entry != name {
+			continue
+		}
+		node, mode := d.child(name)
+		out.Mode = mode
+		out.SetEntryTimeout(staticTimeout)
+		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(v.Token.Number, uint64(i+1))}), 0
+	}
+	return nil, syscall.ENOENT
+}
+
+// child builds the node of one entry and its mode.
+func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
+	t, token := d.t, d.token
+	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) {
+		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | t.perm(0o400)
+	}
+	switch name {
+	case "current":
+		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderCurrent}, command: d.switchTo}
+		return f, fuse.S_IFREG | t.perm(0o600)
+	case "limit":
+		return ro(d.renderLimit)
+	case "status":
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(token, 0) })
+	case "status.json":
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(token, 0) })
+	case "errors":
+		return ro(func(ctx context.Context) ([]byte, error) { return t.Registry.Errors.Render(token), nil })
+	}
+	return &devicesDir{fixedDir: fixedDir{t: t}, token: token}, fuse.S_IFDIR | t.perm(0o700)
+}
+
+var _ = (fusefs.NodeReaddirer)((*tokenDir)(nil))
+
+func (d *tokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	list := entries(fuse.S_IFREG, tokenEntries...)
+	list[len(list)-1].Mode = fuse.S_IFDIR
+	return fusefs.NewListDirStream(list), 0
+}
+
+var _ = (fusefs.NodeGetattrer)((*tokenDir)(nil))
+
+func (d *tokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	return 0
+}
+
+func (d *tokenDir) renderCurrent(ctx context.Context) ([]byte, error) {
+	v, err := d.t.Registry.View(d.token)
+	if err != nil || v.Token.Current == 0 {
+		return nil, err
+	}
+	return []byte(formatUint(v.Token.Current) + "\n"), nil
+}
+
+func (d *tokenDir) switchTo(ctx context.Context, command string) error {
+	id, err := store.ParseDeviceID(command)
+	if err != nil {
+		return err
+	}
+	return d.t.Registry.Switch(d.token, id)
+}
+
+func (d *tokenDir) renderLimit(ctx context.Context) ([]byte, error) {
+	v, err := d.t.Registry.View(d.token)
+	if err != nil {
+		return nil, err
+	}
+	return []byte("max " + formatUint(uint64(v.Token.MaxDevices)) + "\nused " + formatUint(uint64(len(v.Devices))) + "\n"), nil
+}

@@ -1,0 +1,50 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies a failed operation; the filesystem maps each to one errno.
+type Kind int
+
+const (
+	KindIO       Kind = iota // the store itself failed
+	KindInvalid              // unknown model, malformed or oversized input
+	KindQuota                // the token's device limit is reached
+	KindNoSpace              // the model can never fit the pool
+	KindAgain                // not enough free GPUs right now
+	KindNotFound             // unknown device or token
+	KindBusy                 // a job is running
+	KindExists               // the name is taken
+)
+
+// Error is a failed operation with a sentence a person can act on.
+type Error struct {
+	Kind Kind
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(kind Kind, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// KindOf reports the kind of err; errors that are not *Error are KindIO.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindIO
+}
+
+// ioError wraps an engine failure so that its cause reaches the log.
+func ioError(err error) error {
+	var e *Error
+	if err == nil || errors.As(err, &e) {
+		return err
+	}
+	return &Error{Kind: KindIO, Msg: "The state store failed: " + err.Error()}
+}

@@ -1,0 +1,49 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Token is one holder of devices: a user or a team.
+type Token struct {
+	Name       string `json:"name"`
+	Number     uint64 `json:"number"`      // stable small integer, for inode numbers
+	MaxDevices int    `json:"max_devices"` // the device limit
+	Current    uint64 `json:"current"`     // current device id, 0 when none
+	UseCount   uint64 `json:"use_count"`   // bumped each time a device becomes current
+}
+
+// Device is one virtual accelerator of a token.
+type Device struct {
+	ID       uint64    `json:"id"`
+	Token    string    `json:"token"`
+	Model    string    `json:"model"`
+	Created  time.Time `json:"created"`
+	LastUsed uint64    `json:"last_used"` // the token's UseCount when it last became current
+}
+
+// ModelInfo returns the catalogue entry of the device's model.
+func (d Device) ModelInfo() Model {
+	m, _ := LookupModel(d.Model)
+	return m
+}
+
+func getJSON(tx Tx, bucket, key []byte, v any) (bool, error) {
+	raw := tx.Get(bucket, key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, errorf(KindIO, "The state store holds a damaged record %s/%x: %v", bucket, key, err)
+	}
+	return true, nil
+}
+
+func putJSON(tx Tx, bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucket, key, raw)
+}

@@ -1,0 +1,295 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Options are the registry's settings from the daemon's flags.
+type Options struct {
+	FirstID      uint64 // the first device id handed out; default 2026
+	MaxDevices   int    // the default token's device limit; default 5
+	DefaultToken string // the token every caller is bound to; default "default"
+}
+
+// Registry holds tokens and their devices and enforces every rule on them.
+// Each operation is one transaction of the Engine.
+type Registry struct {
+	eng    Engine
+	opts   Options
+	Errors *ErrorLog
+	now    func() time.Time
+}
+
+// Open prepares the registry on eng: the default token exists with the
+// configured limit, and the next device id is at least FirstID.
+func Open(eng Engine, opts Options) (*Registry, error) {
+	if opts.FirstID == 0 {
+		opts.FirstID = 2026
+	}
+	if opts.MaxDevices == 0 {
+		opts.MaxDevices = 5
+	}
+	if opts.DefaultToken == "" {
+		opts.DefaultToken = "default"
+	}
+	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
+	err := eng.Update(func(tx Tx) error {
+		if fromU64(tx.Get(bucketMeta, keyNextDeviceID)) < opts.FirstID {
+			if err := tx.Put(bucketMeta, keyNextDeviceID, u64(opts.FirstID)); err != nil {
+				return err
+			}
+		}
+		var t Token
+		found, err := getJSON(tx, bucketTokens, []byte(opts.DefaultToken), &t)
+		if err != nil {
+			return err
+		}
+		if !found {
+			t = Token{Name: opts.DefaultToken, Number: nextTokenNumber(tx)}
+		}
+		t.MaxDevices = opts.MaxDevices
+		return putJSON(tx, bucketTokens, []byte(t.Name), t)
+	})
+	if err != nil {
+		return nil, ioError(err)
+	}
+	return r, nil
+}
+
+// DefaultToken is the token of callers with no binding of their own.
+func (r *Registry) DefaultToken() string { return r.opts.DefaultToken }
+
+// nextTokenNumber hands out token numbers 1, 2, … inside tx.
+func nextTokenNumber(tx Tx) uint64 {
+	n := fromU64(tx.Get(bucketMeta, keyNextTokenID)) + 1
+	tx.Put(bucketMeta, keyNextTokenID, u64(n))
+	return n
+}
+
+// TokenView is one consistent snapshot of a token and its devices.
+type TokenView struct {
+	Token   Token
+	Devices []Device // by id
+}
+
+// CurrentDevice returns the token's current device, if it has one.
+func (v TokenView) CurrentDevice() (Device, bool) {
+	for _, d := range v.Devices {
+		if d.ID == v.Token.Current {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
+// View returns a snapshot of token.
+func (r *Registry) View(token string) (TokenView, error) {
+	var v TokenView
+	err := r.eng.View(func(tx Tx) error {
+		var err error
+		v, err = loadView(tx, token)
+		return err
+	})
+	return v, ioError(err)
+}
+
+// Tokens lists every token by name.
+func (r *Registry) Tokens() ([]Token, error) {
+	var ts []Token
+	err := r.eng.View(func(tx Tx) error {
+		return tx.ForEachPrefix(bucketTokens, nil, func(k, _ []byte) error {
+			t, err := loadToken(tx, string(k))
+			ts = append(ts, t)
+			return err
+		})
+	})
+	return ts, ioError(err)
+}
+
+// Device returns one device of token.
+func (r *Registry) Device(token string, id uint64) (Device, error) {
+	var d Device
+	err := r.eng.View(func(tx Tx) error {
+		var err error
+		d, err = loadDevice(tx, token, id)
+		return err
+	})
+	return d, ioError(err)
+}
+
+// CreateDevice adds a device of model to token with the next id and makes it
+// current. It fails with KindQuota at the token's limit.
+func (r *Registry) CreateDevice(token, model string) (Device, error) {
+	m, ok := LookupModel(model)
+	if !ok {
+		return Device{}, unknownModel(model)
+	}
+	var d Device
+	err := r.eng.Update(func(tx Tx) error {
+		v, err := loadView(tx, token)
+		if err != nil {
+			return err
+		}
+		if len(v.Devices) >= v.Token.MaxDevices {
+			return errorf(KindQuota, "Maximum number of devices (%d) reached.", v.Token.MaxDevices)
+		}
+		id := fromU64(tx.Get(bucketMeta, keyNextDeviceID))
+		if err := tx.Put(bucketMeta, keyNextDeviceID, u64(id+1)); err != nil {
+			return err
+		}
+		d = Device{ID: id, Token: token, Model: m.Name, Created: r.now().UTC()}
+		if err := tx.Put(bucketTokenDevices, tokenDeviceKey(token, id), nil); err != nil {
+			return err
+		}
+		return makeCurrent(tx, &v.Token, &d)
+	})
+	return d, ioError(err)
+}
+
+// RemoveDevice deletes a device of token. When it was current, the most
+// recently used remaining device becomes current, or none.
+func (r *Registry) RemoveDevice(token string, id uint64) error {
+	err := r.eng.Update(func(tx Tx) error {
+		v, err := loadView(tx, token)
+		if err != nil {
+			return err
+		}
+		if _, err := loadDevice(tx, token, id); err != nil {
+			return err
+		}
+		if err := tx.Delete(bucketDevices, u64(id)); err != nil {
+			return err
+		}
+		if err := tx.Delete(bucketTokenDevices, tokenDeviceKey(token, id)); err != nil {
+			return err
+		}
+		if v.Token.Current != id {
+			return nil
+		}
+		v.Token.Current = 0
+		var last *Device
+		for i := range v.Devices {
+			d := &v.Devices[i]
+			if d.ID != id && (last == nil || d.LastUsed > last.LastUsed) {
+				last = d
+			}
+		}
+		if last != nil {
+			v.Token.Current = last.ID
+		}
+		return putJSON(tx, bucketTokens, []byte(token), v.Token)
+	})
+	return ioError(err)
+}
+
+// Switch makes device id the token's current device.
+func (r *Registry) Switch(token string, id uint64) error {
+	err := r.eng.Update(func(tx Tx) error {
+		t, err := loadToken(tx, token)
+		if err != nil {
+			return err
+		}
+		d, err := loadDevice(tx, token, id)
+		if err != nil {
+			return err
+		}
+		return makeCurrent(tx, &t, &d)
+	})
+	return ioError(err)
+}
+
+// SetModel changes the model of device id.
+func (r *Registry) SetModel(token string, id uint64, model string) (Device, error) {
+	m, ok := LookupModel(model)
+	if !ok {
+		return Device{}, unknownModel(model)
+	}
+	var d Device
+	err := r.eng.Update(func(tx Tx) error {
+		var err error
+		if d, err = loadDevice(tx, token, id); err != nil {
+			return err
+		}
+		d.Model = m.Name
+		return putJSON(tx, bucketDevices, u64(id), d)
+	})
+	return d, ioError(err)
+}
+
+// ParseDeviceID reads a device id as written to current or given to rmdir.
+func ParseDeviceID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, errorf(KindInvalid, "%s is not a device id: write a number such as 2026.", quoteInput(s))
+	}
+	return id, nil
+}
+
+func unknownModel(name string) error {
+	return errorf(KindInvalid, "Unknown model %s: the models file lists them (e.g. Large.256GB).", quoteInput(name))
+}
+
+// quoteInput shows a user's input safely in one line, cut to a readable length.
+func quoteInput(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// makeCurrent marks d as the token's current, most recently used device and
+// stores both.
+func makeCurrent(tx Tx, t *Token, d *Device) error {
+	t.UseCount++
+	t.Current = d.ID
+	d.LastUsed = t.UseCount
+	if err := putJSON(tx, bucketDevices, u64(d.ID), d); err != nil {
+		return err
+	}
+	return putJSON(tx, bucketTokens, []byte(t.Name), t)
+}
+
+func loadToken(tx Tx, name string) (Token, error) {
+	var t Token
+	found, err := getJSON(tx, bucketTokens, []byte(name), &t)
+	if err == nil && !found {
+		err = errorf(KindNotFound, "Token %s does not exist.", quoteInput(name))
+	}
+	return t, err
+}
+
+// loadDevice returns device id if it belongs to token; another token's
+// device is reported exactly like a missing one.
+func loadDevice(tx Tx, token string, id uint64) (Device, error) {
+	var d Device
+	found, err := getJSON(tx, bucketDevices, u64(id), &d)
+	if err != nil {
+		return d, err
+	}
+	if !found || d.Token != token {
+		return Device{}, errorf(KindNotFound, "Device %d does not exist.", id)
+	}
+	return d, nil
+}
+
+func loadView(tx Tx, token string) (TokenView, error) {
+	t, err := loadToken(tx, token)
+	if err != nil {
+		return TokenView{}, err
+	}
+	v := TokenView{Token: t}
+	prefix := tokenDevicePrefix(token)
+	err = tx.ForEachPrefix(bucketTokenDevices, prefix, func(k, _ []byte) error {
+		d, err := loadDevice(tx, token, fromU64(k[len(prefix):]))
+		if err != nil {
+			return fmt.Errorf("index names a missing device: %w", err)
+		}
+		v.Devices = append(v.Devices, d)
+		return nil
+	})
+	sort.Slice(v.Devices, func(i, j int) bool { return v.Devices[i].ID < v.Devices[j].ID })
+	return v, err
+}

@@ -1,0 +1,40 @@
+package store
+
+import "encoding/binary"
+
+// Every bucket and key name of the store, in one place.
+var (
+	bucketMeta         = []byte("meta")          // keyNextDeviceID, keyNextTokenID
+	bucketTokens       = []byte("tokens")        // token name → tokenRecord (JSON)
+	bucketDevices      = []byte("devices")       // u64(device id) → deviceRecord (JSON)
+	bucketTokenDevices = []byte("token_devices") // token name, 0, u64(device id) → empty: index by token
+
+	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
+	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
+
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices}
+)
+
+// u64 encodes n big-endian so that byte order is numeric order.
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+// fromU64 decodes u64; a missing or short value reads as 0.
+func fromU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// tokenDevicePrefix is the index prefix of all of one token's devices.
+func tokenDevicePrefix(token string) []byte {
+	return append([]byte(token), 0)
+}
+
+func tokenDeviceKey(token string, id uint64) []byte {
+	return append(tokenDevicePrefix(token), u64(id)...)
+}
