@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"sync"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -26,7 +27,13 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil })
 	static("version", t.renderVersion)
 	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
-	r.AddChild("tokens", r.NewPersistentInode(ctx, &tokensDir{fixedDir: fixedDir{t: t}}, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
+	tokens := &tokensDir{fixedDir: fixedDir{t: t}, known: map[string]uint64{}}
+	if all, err := t.Registry.Tokens(); err == nil {
+		for _, tok := range all {
+			tokens.known[tok.Name] = tok.Number
+		}
+	}
+	r.AddChild("tokens", r.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	for _, name := range []string{"devices", "current", "status"} {
 		link := &callerLink{t: t, name: name}
 		r.AddChild(name, r.NewPersistentInode(ctx, link, fusefs.StableAttr{Mode: fuse.S_IFLNK}), false)
@@ -64,21 +71,39 @@ func (l *callerLink) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fus
 // tokensDir is /moreh/tokens: one directory per token.
 type tokensDir struct {
 	fixedDir
+	mu    sync.Mutex
+	known map[string]uint64 // token name → number, so errors stay readable while the store fails
 }
 
 var _ = (fusefs.NodeLookuper)((*tokensDir)(nil))
 
 func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	v, err := d.t.Registry.View(name)
-	if err != nil {
-		if store.KindOf(err) == store.KindNotFound {
-			return nil, syscall.ENOENT
-		}
-		return nil, d.t.fail(d.t.callerToken(ctx), "lookup", "tokens/"+name, err)
+	number, errno := d.tokenNumber(ctx, name)
+	if errno != 0 {
+		return nil, errno
 	}
-	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name}
+	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
 	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
-	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(v.Token.Number, 0)}), 0
+	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(number, 0)}), 0
+}
+
+// tokenNumber finds a token in the store, or in memory when the store fails.
+func (d *tokensDir) tokenNumber(ctx context.Context, name string) (uint64, syscall.Errno) {
+	v, err := d.t.Registry.View(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case err == nil:
+		d.known[name] = v.Token.Number
+		return v.Token.Number, 0
+	case store.KindOf(err) == store.KindNotFound:
+		delete(d.known, name)
+		return 0, syscall.ENOENT
+	}
+	if n, ok := d.known[name]; ok {
+		return n, 0
+	}
+	return 0, d.t.fail(d.t.callerToken(ctx), "lookup", "tokens/"+name, err)
 }
 
 var _ = (fusefs.NodeReaddirer)((*tokensDir)(nil))

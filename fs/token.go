@@ -13,7 +13,8 @@ import (
 // tokenDir is tokens/<name>: the token's files and its devices/.
 type tokenDir struct {
 	fixedDir
-	token string
+	token  string
+	number uint64 // the token's number, for inode numbers
 }
 
 // tokenEntries are the names in a token's directory, in listing order; the
@@ -23,10 +24,6 @@ var tokenEntries = []string{"current", "limit", "status", "status.json", "errors
 var _ = (fusefs.NodeLookuper)((*tokenDir)(nil))
 
 func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	v, err := d.t.Registry.View(d.token)
-	if err != nil {
-		return nil, d.t.fail(d.token, "lookup", d.Path(nil)+"/"+name, err)
-	}
 	for i, entry := range tokenEntries {
 		if entry != name {
 			continue
@@ -34,7 +31,7 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		node, mode := d.child(name)
 		out.Mode = mode
 		out.SetEntryTimeout(staticTimeout)
-		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(v.Token.Number, uint64(i+1))}), 0
+		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(d.number, uint64(i+1))}), 0
 	}
 	return nil, syscall.ENOENT
 }

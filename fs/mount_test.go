@@ -1,0 +1,72 @@
+package fs
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/moreh-io/moreh/gpu"
+	"github.com/moreh-io/moreh/store"
+)
+
+// testTree is a real mount of the tree over a real bbolt file.
+type testTree struct {
+	dir    string // the mountpoint
+	reg    *store.Registry
+	engine store.Engine
+}
+
+// path joins names below the mountpoint.
+func (tt *testTree) path(elem ...string) string {
+	return filepath.Join(append([]string{tt.dir}, elem...)...)
+}
+
+// mountTree mounts the tree in t.TempDir() and unmounts it in t.Cleanup.
+func mountTree(t *testing.T, opts store.Options) *testTree {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting without fusermount needs root")
+	}
+	base := t.TempDir()
+	eng, err := store.OpenBolt(filepath.Join(base, "moreh.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := store.Open(eng, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := gpu.NewSim("sim:4x64GB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	server, err := Mount(dir, Config{
+		Registry: reg, Probe: probe, Version: "22.10.1",
+		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Now: func() time.Time { return time.Date(2022, 10, 17, 13, 40, 41, 0, time.UTC) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := server.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		eng.Close()
+	})
+	return &testTree{dir: dir, reg: reg, engine: eng}
+}
+
+// testWriter sends the daemon's log to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
