@@ -89,18 +89,18 @@ func TestLookupModelCatalogue(t *testing.T) {
 // TestLookupModelShortForms: the short forms DESIGN.md and users write.
 func TestLookupModelShortForms(t *testing.T) {
 	cases := map[string]string{
-		"large":      "Large.256GB",
-		"xlarge":     "xLarge.512GB",
-		"XLARGE":     "xLarge.512GB",
-		"1.5xlarge":  "1.5xLarge.768GB",
-		"1.5XLARGE":  "1.5xLarge.768GB",
-		"2XLARGE":    "2xLarge.1024GB",
-		"24xlarge":   "24xLarge.12288GB",
-		"small":      "Small.64GB",
-		"medium":     "Medium.128GB",
+		"large":       "Large.256GB",
+		"xlarge":      "xLarge.512GB",
+		"XLARGE":      "xLarge.512GB",
+		"1.5xlarge":   "1.5xLarge.768GB",
+		"1.5XLARGE":   "1.5xLarge.768GB",
+		"2XLARGE":     "2xLarge.1024GB",
+		"24xlarge":    "24xLarge.12288GB",
+		"small":       "Small.64GB",
+		"medium":      "Medium.128GB",
 		"large.256gb": "Large.256GB",
 		"LARGE.256GB": "Large.256GB",
-		"12xLarge":   "12xLarge.6144GB",
+		"12xLarge":    "12xLarge.6144GB",
 	}
 	for in, want := range cases {
 		m, ok := LookupModel(in)
@@ -135,16 +135,16 @@ func TestLookupModelRejects(t *testing.T) {
 		"GB",
 		"Large .256GB",
 		"Large..256GB",
-		"large\u200b",        // zero-width space
-		"Lаrge",              // Cyrillic а
-		"Ｌarge",              // fullwidth L
-		"Large.256ＧＢ",        // fullwidth GB
+		"large\u200b",       // zero-width space
+		"Lаrge",             // Cyrillic а
+		"Ｌarge",             // fullwidth L
+		"Large.256ＧＢ",       // fullwidth GB
 		"Large.２５６GB",       // fullwidth digits
-		"Large\u00a0",        // no-break space
-		"Large.256GB\u0301",  // combining acute accent
-		"\ufeffLarge.256GB",  // byte-order mark
-		"Large.256GB\xff",    // invalid UTF-8
-		"\xffLarge",          // invalid UTF-8
+		"Large\u00a0",       // no-break space
+		"Large.256GB\u0301", // combining acute accent
+		"\ufeffLarge.256GB", // byte-order mark
+		"Large.256GB\xff",   // invalid UTF-8
+		"\xffLarge",         // invalid UTF-8
 		"medium.128gb.medium.128gb",
 	}
 	for _, in := range rejects {
@@ -160,7 +160,7 @@ func TestLookupModelRejects(t *testing.T) {
 // Small.64GB device.
 func TestLookupModelRejectsUnicodeFolds(t *testing.T) {
 	for _, in := range []string{
-		"ſmall",          // U+017F LATIN SMALL LETTER LONG S
+		"ſmall", // U+017F LATIN SMALL LETTER LONG S
 		"ſmall.64GB",
 		"ſMALL.64gb",
 	} {

@@ -24,7 +24,7 @@ type Daemon struct {
 	DB    string   // the bbolt file
 	Args  []string // extra flags, kept across Restart
 	cmd   *exec.Cmd
-	log   *bytes.Buffer
+	log   *lockedBuffer
 	mu    sync.Mutex
 }
 
@@ -79,7 +79,7 @@ func (d *Daemon) start() {
 	defer r.Close()
 	args := append([]string{"--mount", d.Mount, "--db", d.DB, "--gpus", "sim", "--ready-fd", "3"}, d.Args...)
 	cmd := exec.Command(Binary(d.t), args...)
-	d.log = &bytes.Buffer{}
+	d.log = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	cmd.ExtraFiles = []*os.File{w}
 	if err := cmd.Start(); err != nil {
@@ -106,6 +106,24 @@ func (d *Daemon) Path(elem ...string) string {
 
 // Log is what the daemon printed so far.
 func (d *Daemon) Log() string { return d.log.String() }
+
+// lockedBuffer collects the daemon's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // Stop sends SIGTERM and waits for a clean exit.
 func (d *Daemon) Stop() {

@@ -1,0 +1,183 @@
+package gpu
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestParseSimSpec: the accepted spellings and their count and per-GPU MiB.
+func TestParseSimSpec(t *testing.T) {
+	ok := []struct {
+		spec  string
+		count int
+		mib   uint64
+	}{
+		{"sim", 192, 65536}, // DefaultSimSpec: enough for 24xLarge (192 units)
+		{DefaultSimSpec, 192, 65536},
+		{"sim:8", 8, 65536},
+		{"sim:1", 1, 65536},
+		{"sim:4096", 4096, 65536},
+		{"sim:8x80GB", 8, 81920},
+		{"sim:8x80gb", 8, 81920},
+		{"sim:2x65536MiB", 2, 65536},
+		{"sim:2x65536mib", 2, 65536},
+		{"sim:4x64GB", 4, 65536},
+		{"sim:1x1MiB", 1, 1},
+		{"sim:1x4294967295GB", 1, 4294967295 * 1024},
+	}
+	for _, c := range ok {
+		count, mib, err := ParseSimSpec(c.spec)
+		if err != nil || count != c.count || mib != c.mib {
+			t.Errorf("ParseSimSpec(%q) = %d, %d, %v; want %d, %d", c.spec, count, mib, err, c.count, c.mib)
+		}
+	}
+	bad := []string{
+		"", "nvml", "amdgpu", "auto", "none", "SIM", "sim:", "simx", "sim8",
+		"sim:0", "sim:-1", "sim:4097", "sim:99999999999999999999", "sim:x", "sim:8x",
+		"sim:8x0GB", "sim:8x0MiB", "sim:8x80", "sim:8x80TB", "sim:8x80MB", "sim:8xGB", "sim:8xMiB",
+		"sim:8x80GBx", "sim:8x8x80GB", "sim:8x-80GB", "sim:8x4294967296GB", "sim:8 x80GB",
+		"sim: 8", "sim:8 ", " sim:8", "sim:8\n", "sim:abc", "sim:1.5", "sim:8x1.5GB",
+	}
+	for _, spec := range bad {
+		count, mib, err := ParseSimSpec(spec)
+		if err == nil {
+			t.Errorf("ParseSimSpec(%q) = %d, %d; want an error", spec, count, mib)
+			continue
+		}
+		if count != 0 || mib != 0 {
+			t.Errorf("ParseSimSpec(%q) failed but returned %d, %d", spec, count, mib)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParseSimSpec(%q) error spans lines: %q", spec, err)
+		}
+	}
+}
+
+// TestNewSimInventory: N GPUs indexed 0..N-1 with distinct UUIDs and the
+// spec's memory; GPUs() is a copy.
+func TestNewSimInventory(t *testing.T) {
+	for _, c := range []struct {
+		spec  string
+		count int
+		mib   uint64
+	}{
+		{"sim", 192, 65536},
+		{"sim:8x80GB", 8, 81920},
+		{"sim:1", 1, 65536},
+		{"sim:3x1024MiB", 3, 1024},
+	} {
+		p, err := NewSim(c.spec)
+		if err != nil {
+			t.Fatalf("NewSim(%q): %v", c.spec, err)
+		}
+		if p.Name() != "sim" {
+			t.Errorf("Name() = %q, want sim", p.Name())
+		}
+		gpus := p.GPUs()
+		if len(gpus) != c.count {
+			t.Fatalf("NewSim(%q) has %d GPUs, want %d", c.spec, len(gpus), c.count)
+		}
+		uuids := map[string]bool{}
+		for i, g := range gpus {
+			if g.Index != i {
+				t.Errorf("%s GPU %d has index %d", c.spec, i, g.Index)
+			}
+			if g.MemoryTotalMiB != c.mib {
+				t.Errorf("%s GPU %d has %d MiB, want %d", c.spec, i, g.MemoryTotalMiB, c.mib)
+			}
+			if g.UUID == "" || uuids[g.UUID] {
+				t.Errorf("%s GPU %d UUID %q empty or repeated", c.spec, i, g.UUID)
+			}
+			uuids[g.UUID] = true
+			if g.Name == "" {
+				t.Errorf("%s GPU %d has no name", c.spec, i)
+			}
+		}
+		gpus[0].Index, gpus[0].UUID = 99, "changed"
+		if again := p.GPUs(); again[0].Index != 0 || again[0].UUID == "changed" {
+			t.Errorf("GPUs() shares its backing array")
+		}
+		if err := p.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	if p, err := NewSim("sim:0"); err == nil || p != nil {
+		t.Errorf("NewSim(sim:0) = %v, %v; want an error", p, err)
+	}
+}
+
+// TestSimSample: one idle reading per GPU, by index; no processes.
+func TestSimSample(t *testing.T) {
+	p, err := NewSim("sim:5x80GB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		rs, err := p.Sample(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) != 5 {
+			t.Fatalf("Sample returned %d readings, want 5", len(rs))
+		}
+		for i, r := range rs {
+			if r != (Reading{Index: i}) {
+				t.Errorf("reading %d = %+v, want {Index:%d}", i, r, i)
+			}
+		}
+	}
+	procs, err := p.Processes(context.Background())
+	if err != nil || len(procs) != 0 {
+		t.Fatalf("Processes() = %v, %v; want none", procs, err)
+	}
+}
+
+// TestOpen: auto and "" answer with the default pool, none with an empty one,
+// sim specs with theirs; anything else is refused.
+func TestOpen(t *testing.T) {
+	for _, c := range []struct {
+		spec  string
+		count int
+	}{{"auto", 192}, {"", 192}, {"none", 0}, {"sim", 192}, {"sim:3", 3}} {
+		p, note, err := Open(c.spec)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", c.spec, err)
+		}
+		if note == "" {
+			t.Errorf("Open(%q) gave no note", c.spec)
+		}
+		if n := len(p.GPUs()); n != c.count {
+			t.Errorf("Open(%q) has %d GPUs, want %d", c.spec, n, c.count)
+		}
+		rs, err := p.Sample(context.Background())
+		if err != nil || len(rs) != c.count {
+			t.Errorf("Open(%q).Sample = %d readings, %v", c.spec, len(rs), err)
+		}
+	}
+	for _, spec := range []string{"sim:0", "nvml-ish", "cuda", "sim:8x"} {
+		if p, _, err := Open(spec); err == nil {
+			t.Errorf("Open(%q) = %v, want an error", spec, p)
+		}
+	}
+}
+
+// FuzzParseSimSpec: never panics; a success has 1..4096 GPUs of some memory.
+func FuzzParseSimSpec(f *testing.F) {
+	f.Add("sim:8x80GB")
+	f.Fuzz(func(t *testing.T, spec string) {
+		count, mib, err := ParseSimSpec(spec)
+		if err != nil {
+			if count != 0 || mib != 0 {
+				t.Fatalf("ParseSimSpec(%q) failed but returned %d, %d", spec, count, mib)
+			}
+			return
+		}
+		if count < 1 || count > 4096 || mib == 0 {
+			t.Fatalf("ParseSimSpec(%q) = %d GPUs of %d MiB", spec, count, mib)
+		}
+		if spec != "sim" && !strings.HasPrefix(spec, "sim:") {
+			t.Fatalf("ParseSimSpec(%q) accepted a spec without the sim: prefix", spec)
+		}
+	})
+}
