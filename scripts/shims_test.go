@@ -237,7 +237,7 @@ func TestAddBeyondLimit(t *testing.T) {
 	want(t, smi(t, d, "device", "--add", "1"), 1, "", "Create device failed. (Maximum number of devices (3) reached.)\n")
 	wantDevices(t, d, "2026", "2027", "2028")
 	wantCurrent(t, d, "2028")
-	if got := read(t, d.Path("limit")); got != "max 3\nused 3\n" {
+	if got := read(t, d.Path("tokens", "default", "limit")); got != "max 3\nused 3\n" {
 		t.Errorf("limit = %q", got)
 	}
 }
@@ -338,7 +338,7 @@ func TestRemoveAll(t *testing.T) {
 			want(t, smi(t, d, args...), 0, "Remove device success.\n", "")
 			wantDevices(t, d)
 			wantCurrent(t, d, "")
-			if got := read(t, d.Path("limit")); got != "max 3\nused 0\n" {
+			if got := read(t, d.Path("tokens", "default", "limit")); got != "max 3\nused 0\n" {
 				t.Errorf("limit = %q", got)
 			}
 			// Nothing left to remove is no failure.
