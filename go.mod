@@ -8,4 +8,7 @@ require (
 	go.etcd.io/bbolt v1.5.0
 )
 
-require golang.org/x/sys v0.45.0 // indirect
+require (
+	github.com/NVIDIA/go-nvml v0.13.4-1 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+)

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"strconv"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -21,7 +20,7 @@ type devicesDir struct {
 var _ = (fusefs.NodeLookuper)((*devicesDir)(nil))
 
 func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	id, err := strconv.ParseUint(name, 10, 64)
+	id, err := store.ParseDeviceID(name)
 	if err != nil {
 		return nil, syscall.ENOENT
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // errorLogSize is how many failed operations each token's errors file keeps.
@@ -26,7 +27,12 @@ func NewErrorLog() *ErrorLog {
 // "<RFC3339 time> <op> <path>: <message>". The path never holds a space, so
 // a reader can split the line on its first three spaces.
 func (l *ErrorLog) Add(token, op, path string, err error) {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' ' // one line, and nothing a terminal would act on
+		}
+		return r
+	}, strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	line := l.now().UTC().Format(time.RFC3339) + " " + op + " " + escapePath(path) + ": " + msg + "\n"
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -48,13 +54,12 @@ func (l *ErrorLog) Render(token string) []byte {
 	return b.Bytes()
 }
 
-// escapePath quotes a path that a user's mkdir made odd (spaces, control bytes).
+// escapePath quotes a path that a user's mkdir made odd (spaces, control
+// bytes, invalid UTF-8), so that it stays one space-free field.
 func escapePath(p string) string {
-	for _, r := range p {
-		if r <= ' ' || r == '"' || r == 0x7f || !strconv.IsPrint(r) {
-			q := strconv.QuoteToASCII(p)
-			return strings.ReplaceAll(q, " ", `\x20`)
-		}
+	odd := func(r rune) bool { return r <= ' ' || r == '"' || r == 0x7f || !strconv.IsPrint(r) }
+	if utf8.ValidString(p) && strings.IndexFunc(p, odd) < 0 {
+		return p
 	}
-	return p
+	return strings.ReplaceAll(strconv.QuoteToASCII(p), " ", `\x20`)
 }

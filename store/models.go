@@ -41,7 +41,7 @@ func Models() []Model { return append([]Model(nil), models...) }
 // ignoring case.
 func LookupModel(name string) (Model, bool) {
 	for _, m := range models {
-		if strings.EqualFold(name, m.Name) || strings.EqualFold(name, shortName(m.Name)) {
+		if equalFoldASCII(name, m.Name) || equalFoldASCII(name, shortName(m.Name)) {
 			return m, true
 		}
 	}
@@ -51,4 +51,25 @@ func LookupModel(name string) (Model, bool) {
 // shortName drops the memory suffix: "1.5xLarge.768GB" → "1.5xLarge".
 func shortName(name string) string {
 	return name[:strings.LastIndexByte(name, '.')]
+}
+
+// equalFoldASCII compares ignoring ASCII case only: Unicode folding would let
+// look-alikes such as "ſmall" name a model.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -222,7 +222,7 @@ func (r *Registry) SetModel(token string, id uint64, model string) (Device, erro
 // ParseDeviceID reads a device id as written to current or given to rmdir.
 func ParseDeviceID(s string) (uint64, error) {
 	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || id == 0 {
+	if err != nil || id == 0 || s[0] == '0' { // one spelling per id, as readdir lists it
 		return 0, errorf(KindInvalid, "%s is not a device id: write a number such as 2026.", quoteInput(s))
 	}
 	return id, nil
