@@ -100,7 +100,7 @@ type deviceDir struct {
 
 // deviceEntries are the names in a device's directory, in listing order;
 // the index+1 is the entry's inode offset.
-var deviceEntries = []string{"model", "status", "status.json", "usage"}
+var deviceEntries = []string{"model", "status", "status.json", "usage", "procs", "gpus", "env", "reset"}
 
 var _ = (fusefs.NodeLookuper)((*deviceDir)(nil))
 
@@ -129,6 +129,16 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(token, id) })
 	case "status.json":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(token, id) })
+	case "procs":
+		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderProcs}, command: d.attach}
+		return f, fuse.S_IFREG | t.perm(0o600)
+	case "gpus":
+		return ro(d.renderGPUs)
+	case "env":
+		return ro(d.renderEnv)
+	case "reset":
+		f := &cmdFile{roFile: roFile{t: t, mode: 0o200, token: token}, command: d.reset}
+		return f, fuse.S_IFREG | t.perm(0o200)
 	}
 	return ro(d.renderUsage)
 }
@@ -167,7 +177,11 @@ func (d *deviceDir) renderUsage(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := d.t.usageOf(dev)
+	job, _, err := d.t.Registry.JobOf(d.token, d.id)
+	if err != nil {
+		return nil, err
+	}
+	u := d.t.usageOf(dev, job)
 	return []byte("memory_used_mib " + formatUint(u.usedMiB) + "\nmemory_total_mib " + formatUint(u.totalMiB) +
 		"\nutilization " + formatUtilization(u.utilization) + "\n"), nil
 }

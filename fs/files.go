@@ -66,9 +66,6 @@ func (f *roFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Set
 	return f.t.fail(f.token, "setattr", f.Path(nil), errPerm)
 }
 
-// errReadOnly is the failure of opening a read-only file for writing.
-var errReadOnly = syscall.EACCES
-
 // commandFunc carries out one command written to a file.
 type commandFunc func(ctx context.Context, command string) error
 
@@ -83,8 +80,11 @@ var _ = (fusefs.NodeOpener)((*cmdFile)(nil))
 
 // Open accepts writers too; O_TRUNC is a no-op since content is rendered.
 func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE == syscall.O_WRONLY {
+	switch {
+	case flags&syscall.O_ACCMODE == syscall.O_WRONLY:
 		return &snapshot{}, fuse.FOPEN_DIRECT_IO, 0
+	case f.render == nil: // write-only, like reset
+		return nil, 0, f.t.fail(f.token, "open", f.Path(nil), errReadOnly)
 	}
 	return f.open(ctx)
 }

@@ -1,9 +1,11 @@
 package fs
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,13 +44,27 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 	if err != nil {
 		t.Fatal(err)
 	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	if _, err := reg.SetPool("test", gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	sampler := gpu.NewSampler(probe, 50*time.Millisecond, log)
+	procs := gpu.ProcFS{Root: "/proc"}
+	var background sync.WaitGroup
+	background.Add(2)
+	go func() { defer background.Done(); sampler.Run(ctx) }()
+	go func() {
+		defer background.Done()
+		reg.WatchJobs(ctx, 20*time.Millisecond, 0, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
+	}()
 	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	server, err := Mount(dir, Config{
-		Registry: reg, Probe: probe, Version: "22.10.1",
-		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "22.10.1", ResetGrace: time.Second,
+		Log: log,
 		Now: func() time.Time { return time.Date(2022, 10, 17, 13, 40, 41, 0, time.UTC) },
 	})
 	if err != nil {
@@ -58,6 +74,8 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 		if err := server.Unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
 		}
+		stop()
+		background.Wait()
 		eng.Close()
 	})
 	return &testTree{dir: dir, reg: reg, engine: eng}

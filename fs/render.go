@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 
 	"github.com/moreh-io/moreh/store"
@@ -18,10 +19,39 @@ type usage struct {
 	utilization       int // percent, or NoUtilization while no job runs
 }
 
-// usageOf reports a device's figures. No job can run yet, so a device uses
-// nothing of its model's memory and shows no utilisation.
-func (t *tree) usageOf(d store.Device) usage {
-	return usage{totalMiB: d.ModelInfo().MemoryMiB(), utilization: NoUtilization}
+// usageOf reports a device's figures from the last sample of the GPUs bound
+// to its job; without a job it uses nothing and shows no utilisation.
+func (t *tree) usageOf(d store.Device, job store.Job) usage {
+	u := usage{totalMiB: d.ModelInfo().MemoryMiB(), utilization: NoUtilization}
+	if d.Job == 0 || job.ID != d.Job {
+		return u
+	}
+	snap := t.Sampler.Latest()
+	busy, n := 0, 0
+	for _, idx := range t.gpuIndices(job.GPUs) {
+		r := snap.Readings[idx]
+		u.usedMiB += r.MemoryUsedMiB
+		busy += r.Utilization
+		n++
+	}
+	u.utilization = 0
+	if n > 0 {
+		u.utilization = busy / n
+	}
+	return u
+}
+
+// gpuIndices maps GPU UUIDs to this machine's indices, in the given order.
+func (t *tree) gpuIndices(uuids []string) []int {
+	var out []int
+	for _, g := range t.Probe.GPUs() {
+		for _, u := range uuids {
+			if g.UUID == u {
+				out = append(out, g.Index)
+			}
+		}
+	}
+	return out
 }
 
 func formatUint(n uint64) string { return strconv.FormatUint(n, 10) }
@@ -58,16 +88,30 @@ func (t *tree) tableView(token string, device uint64) (TableView, store.TokenVie
 		if device != 0 && d.ID != device {
 			continue
 		}
-		u := t.usageOf(d)
+		job := v.Jobs[d.ID]
+		u := t.usageOf(d, job)
 		tv.Devices = append(tv.Devices, DeviceRow{
 			ID: d.ID, Current: d.ID == v.Token.Current, Name: deviceName, Model: d.Model,
 			MemoryUsedMiB: u.usedMiB, MemoryTotalMiB: u.totalMiB, Utilization: u.utilization,
 		})
+		tv.Processes = append(tv.Processes, t.processRows(job)...)
 	}
 	if device != 0 && len(tv.Devices) == 0 {
 		return tv, v, &store.Error{Kind: store.KindNotFound, Msg: "Device " + formatUint(device) + " does not exist."}
 	}
 	return tv, v, nil
+}
+
+// processRows lists a job's processes with their names and GPU memory.
+func (t *tree) processRows(job store.Job) []ProcessRow {
+	snap := t.Sampler.Latest()
+	procs := slices.Clone(job.Procs)
+	slices.SortFunc(procs, func(a, b store.Proc) int { return a.PID - b.PID })
+	var rows []ProcessRow
+	for _, p := range procs {
+		rows = append(rows, ProcessRow{Device: job.Device, JobID: job.ID, PID: p.PID, Name: t.Procs.Comm(p.PID), MemoryMiB: snap.ProcessMiB(p.PID)})
+	}
+	return rows
 }
 
 func (t *tree) renderStatus(token string, device uint64) ([]byte, error) {

@@ -27,6 +27,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil })
 	static("version", t.renderVersion)
 	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
+	static("pool", t.renderPool)
 	tokens := &tokensDir{fixedDir: fixedDir{t: t}, known: map[string]uint64{}}
 	if all, err := t.Registry.Tokens(); err == nil {
 		for _, tok := range all {

@@ -20,6 +20,9 @@ import (
 type Config struct {
 	Registry   *store.Registry
 	Probe      gpu.Probe
+	Sampler    *gpu.Sampler  // the probe's figures, refreshed in the background
+	Procs      gpu.ProcFS    // the machine's processes, for jobs
+	ResetGrace time.Duration // between SIGTERM and SIGKILL when a job is reset
 	Version    string // of this build: the client, the server and Moreh-SMI
 	AllowOther bool   // let every local user reach the mount
 	Log        *slog.Logger
@@ -45,6 +48,15 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Sampler == nil {
+		cfg.Sampler = gpu.NewSampler(cfg.Probe, time.Second, cfg.Log)
+	}
+	if cfg.Procs.Root == "" {
+		cfg.Procs.Root = "/proc"
+	}
+	if cfg.ResetGrace == 0 {
+		cfg.ResetGrace = 5 * time.Second
 	}
 	t := &tree{Config: cfg}
 	opts := &fusefs.Options{
@@ -87,20 +99,24 @@ func (t *tree) fail(token, op, path string, err error) syscall.Errno {
 	return errno
 }
 
-// errPerm is the failure of an operation the tree never allows.
-var errPerm = &permError{}
-
-type permError struct{}
-
-func (*permError) Error() string {
-	return "Operation not permitted: this tree only allows mkdir and rmdir in devices/ and writes to command files."
+// errnoError is a failure of the tree's own, with its errno and a sentence.
+type errnoError struct {
+	errno syscall.Errno
+	msg   string
 }
 
-// errnoOf maps a registry failure to the errno DESIGN.md gives it.
+func (e *errnoError) Error() string { return e.msg }
+func (e *errnoError) Unwrap() error { return e.errno }
+
+var (
+	// errPerm is the failure of an operation the tree never allows.
+	errPerm = &errnoError{syscall.EPERM, "Operation not permitted: this tree only allows mkdir and rmdir in devices/ and writes to command files."}
+	// errReadOnly is the failure of opening a read-only file for writing, or a write-only one for reading.
+	errReadOnly = &errnoError{syscall.EACCES, "Permission denied: see the file's mode for what it allows."}
+)
+
+// errnoOf maps a failure to the errno DESIGN.md gives it.
 func errnoOf(err error) syscall.Errno {
-	if errors.Is(err, errPerm) {
-		return syscall.EPERM
-	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		return errno

@@ -40,7 +40,7 @@ func listDir(t *testing.T, path string) []string {
 
 func TestRootLayout(t *testing.T) {
 	tt := mountTree(t, store.Options{})
-	want := []string{"README", "current", "devices", "models", "status", "tokens", "version"}
+	want := []string{"README", "current", "devices", "models", "pool", "status", "tokens", "version"}
 	if got := listDir(t, tt.dir); !slices.Equal(got, want) {
 		t.Fatalf("root lists %v, want %v", got, want)
 	}
@@ -111,7 +111,7 @@ func TestMkdirCreatesDeviceListedByID(t *testing.T) {
 	if got := readFile(t, tt.path("devices", "2026", "model")); got != "Large.256GB\n" {
 		t.Errorf("model = %q", got)
 	}
-	if got := listDir(t, tt.path("devices", "2026")); !slices.Equal(got, []string{"model", "status", "status.json", "usage"}) {
+	if got := listDir(t, tt.path("devices", "2026")); !slices.Equal(got, []string{"env", "gpus", "model", "procs", "reset", "status", "status.json", "usage"}) {
 		t.Errorf("device dir lists %v", got)
 	}
 	if got := readFile(t, tt.path("devices", "2026", "usage")); got != "memory_used_mib 0\nmemory_total_mib 262080\nutilization -\n" {

@@ -1,23 +1,71 @@
 package gpu
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
 
-// Open returns the backend named by spec: "auto", "none" or a sim spec.
-// The hardware backends (nvml, amdgpu) arrive with the jobs issue; until then
-// auto always answers with the simulated pool.
+// The hardware backends Open tries; tests replace them to drive auto's order.
+var (
+	openNVML   = OpenNVML
+	openAMDGPU = func() (Probe, error) { return NewAMDGPU("/sys") }
+)
+
+// Open returns the backend named by spec (the --gpus flag) and a one-line note
+// for the log saying which backend answers and why the others did not.
 func Open(spec string) (p Probe, note string, err error) {
 	switch {
 	case spec == "auto" || spec == "":
-		p, err = NewSim(DefaultSimSpec)
-		return p, "no GPU backend answered; using the simulated pool " + DefaultSimSpec, err
+		return openAuto()
+	case spec == "nvml":
+		return openOne(openNVML)
+	case spec == "amdgpu":
+		return openOne(openAMDGPU)
 	case spec == "none":
-		return &simProbe{}, "GPU probe disabled: the pool is empty", nil
+		return noneProbe{}, "GPU probe disabled: the pool is empty", nil
 	case spec == "sim" || strings.HasPrefix(spec, "sim:"):
 		p, err = NewSim(spec)
 		return p, "using the simulated pool " + spec, err
 	}
-	return nil, "", fmt.Errorf("unknown --gpus %q: use auto, sim[:N[xSIZE]] or none", spec)
+	return nil, "", fmt.Errorf("unknown --gpus %q: use auto, nvml, amdgpu, sim[:N[xSIZE]] or none", spec)
 }
+
+// openOne is an explicit choice: its error is the answer, with no fallback.
+func openOne(open func() (Probe, error)) (Probe, string, error) {
+	p, err := open()
+	if err != nil {
+		return nil, "", err
+	}
+	return p, answered(p), nil
+}
+
+// openAuto tries the hardware backends in order, then the simulated pool.
+func openAuto() (Probe, string, error) {
+	var why []string
+	for _, open := range []func() (Probe, error){openNVML, openAMDGPU} {
+		p, err := open()
+		if err == nil {
+			return p, strings.Join(append(why, answered(p)), "; "), nil
+		}
+		why = append(why, err.Error())
+	}
+	p, err := NewSim(DefaultSimSpec)
+	return p, strings.Join(append(why, "using the simulated pool "+DefaultSimSpec), "; "), err
+}
+
+func answered(p Probe) string {
+	return fmt.Sprintf("using %s: %d GPUs", p.Name(), len(p.GPUs()))
+}
+
+// oneLine keeps the note a single log line whatever a backend's error holds.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// noneProbe is the empty pool of --gpus none.
+type noneProbe struct{}
+
+func (noneProbe) Name() string                                 { return "none" }
+func (noneProbe) GPUs() []GPU                                  { return nil }
+func (noneProbe) Sample(context.Context) ([]Reading, error)    { return nil, nil }
+func (noneProbe) Processes(context.Context) ([]Process, error) { return nil, nil }
+func (noneProbe) Close() error                                 { return nil }

@@ -16,7 +16,8 @@ type GPU struct {
 type Reading struct {
 	Index         int
 	MemoryUsedMiB uint64
-	Utilization   int // percent
+	Utilization   int   // percent
+	Err           error // this GPU could not be read; the other fields are zero
 }
 
 // Process is one process holding GPU memory.

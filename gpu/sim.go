@@ -3,19 +3,40 @@ package gpu
 import (
 	"context"
 	"fmt"
+	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // DefaultSimSpec is a pool big enough for the largest model (192 units).
 const DefaultSimSpec = "sim:192x64GB"
 
-// simProbe is a simulated pool for machines without GPUs.
+// simProbe is a simulated pool for machines without GPUs. A process that
+// runs on simulated GPUs shows its resident memory as GPU memory and its CPU
+// use as utilisation, so a real program's load shows without a GPU.
 type simProbe struct {
 	gpus []GPU
+	proc ProcFS
+
+	mu       sync.Mutex
+	assigned map[int][]int // pid → GPU indices, from the jobs
+	ticks    map[int]uint64
+	lastAt   time.Time
 }
 
-var _ Probe = (*simProbe)(nil)
+var (
+	_ Probe    = (*simProbe)(nil)
+	_ Assigner = (*simProbe)(nil)
+)
+
+// Assigner is a probe that must be told which processes run on which GPUs,
+// as real GPUs know by themselves.
+type Assigner interface {
+	Assign(pidGPUs map[int][]int)
+}
 
 // NewSim parses "sim", "sim:N" or "sim:NxSIZE" (SIZE in GB or MiB, e.g. 80GB,
 // 81920MiB) and returns a pool of N identical simulated GPUs.
@@ -24,7 +45,7 @@ func NewSim(spec string) (Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &simProbe{}
+	p := &simProbe{proc: ProcFS{Root: "/proc"}}
 	for i := 0; i < count; i++ {
 		p.gpus = append(p.gpus, GPU{
 			Index:          i,
@@ -79,15 +100,73 @@ func (p *simProbe) Name() string { return "sim" }
 
 func (p *simProbe) GPUs() []GPU { return append([]GPU(nil), p.gpus...) }
 
-// Sample reports idle GPUs: nothing runs on a simulated pool yet.
+// Assign records which GPUs each job process runs on.
+func (p *simProbe) Assign(pidGPUs map[int][]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.assigned = pidGPUs
+}
+
+// Processes reports each assigned process's resident memory, shared evenly
+// among its GPUs.
+func (p *simProbe) Processes(ctx context.Context) ([]Process, error) {
+	procs, _ := p.read()
+	return procs, nil
+}
+
+// Sample reports per GPU the memory of its processes and their CPU use
+// since the last sample, as a percentage capped at 100.
 func (p *simProbe) Sample(ctx context.Context) ([]Reading, error) {
+	procs, busy := p.read()
 	out := make([]Reading, len(p.gpus))
 	for i, g := range p.gpus {
-		out[i] = Reading{Index: g.Index}
+		out[i] = Reading{Index: g.Index, Utilization: min(100, busy[g.Index])}
+	}
+	for _, pr := range procs {
+		if pr.GPU >= 0 && pr.GPU < len(out) {
+			out[pr.GPU].MemoryUsedMiB += pr.MemoryMiB
+		}
 	}
 	return out, nil
 }
 
-func (p *simProbe) Processes(ctx context.Context) ([]Process, error) { return nil, nil }
+// read gathers the assigned processes' memory per GPU and CPU percentages.
+func (p *simProbe) read() ([]Process, map[int]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	elapsed := now.Sub(p.lastAt).Seconds()
+	ticks := map[int]uint64{}
+	busy := map[int]int{}
+	var procs []Process
+	for pid, gpus := range p.assigned {
+		info, err := p.proc.Read(pid)
+		if err != nil || len(gpus) == 0 {
+			continue
+		}
+		ticks[pid] = info.CPUTicks
+		mib := info.RSSPages * uint64(os.Getpagesize()) / (1 << 20) / uint64(len(gpus))
+		for _, g := range gpus {
+			procs = append(procs, Process{PID: pid, GPU: g, MemoryMiB: mib})
+		}
+		if last, ok := p.ticks[pid]; ok && elapsed > 0 && info.CPUTicks >= last {
+			pct := int(float64(info.CPUTicks-last) / clockTicks / elapsed * 100)
+			for _, g := range gpus {
+				busy[g] += pct
+			}
+		}
+	}
+	p.ticks, p.lastAt = ticks, now
+	sort.Slice(procs, func(i, j int) bool {
+		if procs[i].PID != procs[j].PID {
+			return procs[i].PID < procs[j].PID
+		}
+		return procs[i].GPU < procs[j].GPU
+	})
+	return procs, busy
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
+const clockTicks = 100
 
 func (p *simProbe) Close() error { return nil }

@@ -21,6 +21,35 @@ type Device struct {
 	Model    string    `json:"model"`
 	Created  time.Time `json:"created"`
 	LastUsed uint64    `json:"last_used"` // the token's UseCount when it last became current
+	Job      uint64    `json:"job"`       // the running job's id, 0 when none
+	Idle     time.Time `json:"idle"`      // since when no job has run (creation or last job's end)
+}
+
+// PoolGPU is one physical GPU of the shared pool.
+type PoolGPU struct {
+	UUID      string `json:"uuid"`
+	Node      string `json:"node"`  // the machine that has it
+	Index     int    `json:"index"` // its index on that machine
+	Name      string `json:"name"`
+	Units     int    `json:"units"` // 64 GB units it provides
+	MemoryMiB uint64 `json:"memory_mib"`
+}
+
+// Proc is a process of a job. Start (clock ticks after boot) tells a live
+// process from a later one that reused its pid.
+type Proc struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// Job is what runs on a device: its processes and the GPUs bound to it.
+type Job struct {
+	ID      uint64    `json:"id"`
+	Token   string    `json:"token"`
+	Device  uint64    `json:"device"`
+	Procs   []Proc    `json:"procs"`
+	GPUs    []string  `json:"gpus"` // UUIDs, bound for as long as the job runs
+	Started time.Time `json:"started"`
 }
 
 // ModelInfo returns the catalogue entry of the device's model.

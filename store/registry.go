@@ -72,7 +72,8 @@ func nextTokenNumber(tx Tx) uint64 {
 // TokenView is one consistent snapshot of a token and its devices.
 type TokenView struct {
 	Token   Token
-	Devices []Device // by id
+	Devices []Device       // by id
+	Jobs    map[uint64]Job // running jobs by device id
 }
 
 // CurrentDevice returns the token's current device, if it has one.
@@ -140,7 +141,8 @@ func (r *Registry) CreateDevice(token, model string) (Device, error) {
 		if err := tx.Put(bucketMeta, keyNextDeviceID, u64(id+1)); err != nil {
 			return err
 		}
-		d = Device{ID: id, Token: token, Model: m.Name, Created: r.now().UTC()}
+		now := r.now().UTC()
+		d = Device{ID: id, Token: token, Model: m.Name, Created: now, Idle: now}
 		if err := tx.Put(bucketTokenDevices, tokenDeviceKey(token, id), nil); err != nil {
 			return err
 		}
@@ -150,39 +152,45 @@ func (r *Registry) CreateDevice(token, model string) (Device, error) {
 }
 
 // RemoveDevice deletes a device of token. When it was current, the most
-// recently used remaining device becomes current, or none.
+// recently used remaining device becomes current, or none. A device with a
+// running job is KindBusy.
 func (r *Registry) RemoveDevice(token string, id uint64) error {
-	err := r.eng.Update(func(tx Tx) error {
-		v, err := loadView(tx, token)
-		if err != nil {
-			return err
+	return ioError(r.eng.Update(func(tx Tx) error { return removeDevice(tx, token, id) }))
+}
+
+func removeDevice(tx Tx, token string, id uint64) error {
+	v, err := loadView(tx, token)
+	if err != nil {
+		return err
+	}
+	d, err := loadDevice(tx, token, id)
+	if err != nil {
+		return err
+	}
+	if d.Job != 0 {
+		return errorf(KindBusy, "Device %d is running job %d: stop it first (moreh-smi -r).", id, d.Job)
+	}
+	if err := tx.Delete(bucketDevices, u64(id)); err != nil {
+		return err
+	}
+	if err := tx.Delete(bucketTokenDevices, tokenDeviceKey(token, id)); err != nil {
+		return err
+	}
+	if v.Token.Current != id {
+		return nil
+	}
+	v.Token.Current = 0
+	var last *Device
+	for i := range v.Devices {
+		d := &v.Devices[i]
+		if d.ID != id && (last == nil || d.LastUsed > last.LastUsed) {
+			last = d
 		}
-		if _, err := loadDevice(tx, token, id); err != nil {
-			return err
-		}
-		if err := tx.Delete(bucketDevices, u64(id)); err != nil {
-			return err
-		}
-		if err := tx.Delete(bucketTokenDevices, tokenDeviceKey(token, id)); err != nil {
-			return err
-		}
-		if v.Token.Current != id {
-			return nil
-		}
-		v.Token.Current = 0
-		var last *Device
-		for i := range v.Devices {
-			d := &v.Devices[i]
-			if d.ID != id && (last == nil || d.LastUsed > last.LastUsed) {
-				last = d
-			}
-		}
-		if last != nil {
-			v.Token.Current = last.ID
-		}
-		return putJSON(tx, bucketTokens, []byte(token), v.Token)
-	})
-	return ioError(err)
+	}
+	if last != nil {
+		v.Token.Current = last.ID
+	}
+	return putJSON(tx, bucketTokens, []byte(token), v.Token)
 }
 
 // Switch makes device id the token's current device.
@@ -212,6 +220,9 @@ func (r *Registry) SetModel(token string, id uint64, model string) (Device, erro
 		var err error
 		if d, err = loadDevice(tx, token, id); err != nil {
 			return err
+		}
+		if d.Job != 0 {
+			return errorf(KindBusy, "The model cannot be switched while the KT AI Accelerator is in use.")
 		}
 		d.Model = m.Name
 		return putJSON(tx, bucketDevices, u64(id), d)
@@ -288,7 +299,15 @@ func loadView(tx Tx, token string) (TokenView, error) {
 			return fmt.Errorf("index names a missing device: %w", err)
 		}
 		v.Devices = append(v.Devices, d)
-		return nil
+		if d.Job == 0 {
+			return nil
+		}
+		j, err := loadJob(tx, d.Job)
+		if v.Jobs == nil {
+			v.Jobs = map[uint64]Job{}
+		}
+		v.Jobs[d.ID] = j
+		return err
 	})
 	sort.Slice(v.Devices, func(i, j int) bool { return v.Devices[i].ID < v.Devices[j].ID })
 	return v, err

@@ -8,11 +8,15 @@ var (
 	bucketTokens       = []byte("tokens")        // token name → tokenRecord (JSON)
 	bucketDevices      = []byte("devices")       // u64(device id) → deviceRecord (JSON)
 	bucketTokenDevices = []byte("token_devices") // token name, 0, u64(device id) → empty: index by token
+	bucketGPUs         = []byte("gpus")          // GPU UUID → gpuRecord (JSON): the pool
+	bucketBindings     = []byte("bindings")      // GPU UUID → u64(job id): who holds each GPU
+	bucketJobs         = []byte("jobs")          // u64(job id) → Job (JSON)
 
 	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
 	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
+	keyNextJobID    = []byte("next_job_id")    // u64: the next job id
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs}
 )
 
 // u64 encodes n big-endian so that byte order is numeric order.

@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/moreh-io/moreh/gpu"
 )
 
 // config is the daemon's settings from its flags.
@@ -20,6 +23,11 @@ type config struct {
 	allowOther bool
 	readyFD    int
 	debug      bool
+
+	unitMiB        uint64
+	sampleInterval time.Duration
+	idleTimeout    time.Duration
+	resetGrace     time.Duration
 }
 
 // errHelp means --help was asked for and printed.
@@ -34,6 +42,10 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
 	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
 	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
+	f.Uint64Var(&c.unitMiB, "unit-mib", gpu.DefaultUnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
+	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
+	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
+	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")
 	f.BoolVar(&c.allowOther, "allow-other", false, "let users other than the one running morehd use the mount")
 	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
@@ -54,6 +66,12 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected argument %q: morehd takes only flags", f.Arg(0))
 	case c.maxDevices < 1:
 		return c, fmt.Errorf("--max-devices must be at least 1, not %d", c.maxDevices)
+	case c.unitMiB < 1:
+		return c, fmt.Errorf("--unit-mib must be at least 1")
+	case c.sampleInterval < 10*time.Millisecond:
+		return c, fmt.Errorf("--sample-interval must be at least 10ms, not %v", c.sampleInterval)
+	case c.idleTimeout < 0 || c.resetGrace < 0:
+		return c, fmt.Errorf("--idle-timeout and --reset-grace must not be negative")
 	case c.firstID < 1:
 		return c, fmt.Errorf("--first-id must be at least 1")
 	case c.mount == "" || c.db == "":

@@ -21,6 +21,10 @@ import (
 // Version is this build's version, shown as client, server and Moreh-SMI.
 var Version = "26.11.0"
 
+// reapInterval is how often jobs are checked for exited processes: well
+// under the promised second between a job's end and its GPUs' release.
+const reapInterval = 200 * time.Millisecond
+
 // Exit codes: 0 clean stop, 1 runtime failure, 2 usage error.
 const (
 	exitOK      = 0
@@ -68,11 +72,27 @@ func serve(cfg config, log *slog.Logger) error {
 		return fmt.Errorf("open the state in %s: %w", cfg.db, err)
 	}
 
+	node, _ := os.Hostname()
+	ended, err := reg.SetPool(node, gpu.PoolGPUs(probe.GPUs(), cfg.unitMiB))
+	if err != nil {
+		return fmt.Errorf("register the GPU pool: %w", err)
+	}
+	for _, job := range ended {
+		log.Warn("job ended: its GPU left the pool", "job", job)
+	}
+	background, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	sampler := gpu.NewSampler(probe, cfg.sampleInterval, log)
+	go sampler.Run(background)
+	procs := gpu.ProcFS{Root: "/proc"}
+	go reg.WatchJobs(background, reapInterval, cfg.idleTimeout, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
+
 	if err := prepareMountpoint(cfg.mount, log); err != nil {
 		return err
 	}
 	server, err := fs.Mount(cfg.mount, fs.Config{
-		Registry: reg, Probe: probe, Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
+		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, ResetGrace: cfg.resetGrace,
+		Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
 	})
 	if err != nil {
 		return explainMountError(cfg.mount, err)

@@ -158,7 +158,7 @@ func TestUsageErrors(t *testing.T) {
 	}
 	dir := t.TempDir()
 	code, _, stderr := runMorehd(t, "--gpus", "tpu", "--db", filepath.Join(dir, "db"), "--mount", filepath.Join(dir, "m"))
-	if code != 1 || !strings.Contains(stderr, `unknown --gpus "tpu": use auto, sim[:N[xSIZE]] or none`) {
+	if code != 1 || !strings.Contains(stderr, `unknown --gpus "tpu": use auto, nvml, amdgpu, sim[:N[xSIZE]] or none`) {
 		t.Errorf("--gpus tpu: exit %d, %q", code, stderr)
 	}
 }

@@ -1,0 +1,103 @@
+package gpu
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Snapshot is the probe's last complete reading.
+type Snapshot struct {
+	Time      time.Time
+	Readings  map[int]Reading // by GPU index
+	Processes []Process
+}
+
+// ProcessMiB is the GPU memory of pid over all its GPUs.
+func (s *Snapshot) ProcessMiB(pid int) uint64 {
+	var mib uint64
+	for _, p := range s.Processes {
+		if p.PID == pid {
+			mib += p.MemoryMiB
+		}
+	}
+	return mib
+}
+
+// Sampler keeps the probe's figures fresh in the background so that no read
+// of a file waits on hardware: readers take the last snapshot, and a probe
+// call that hangs only delays the next one.
+type Sampler struct {
+	probe   Probe
+	every   time.Duration
+	log     *slog.Logger
+	latest  atomic.Pointer[Snapshot]
+	running atomic.Bool
+	kick    chan struct{}
+}
+
+// NewSampler samples p every interval once Run starts.
+func NewSampler(p Probe, every time.Duration, log *slog.Logger) *Sampler {
+	s := &Sampler{probe: p, every: every, log: log, kick: make(chan struct{}, 1)}
+	s.latest.Store(&Snapshot{Readings: map[int]Reading{}})
+	return s
+}
+
+// Latest returns the last snapshot; it never blocks.
+func (s *Sampler) Latest() *Snapshot { return s.latest.Load() }
+
+// Kick asks for a sample now, e.g. after a job started.
+func (s *Sampler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run samples until ctx ends.
+func (s *Sampler) Run(ctx context.Context) {
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		s.start(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// start takes one sample in its own goroutine, unless one is still running.
+func (s *Sampler) start(ctx context.Context) {
+	if !s.running.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.running.Store(false)
+		s.latest.Store(s.sample(ctx))
+	}()
+}
+
+// SampleNow takes one sample in the caller's goroutine: for start-up and tests.
+func (s *Sampler) SampleNow(ctx context.Context) { s.latest.Store(s.sample(ctx)) }
+
+func (s *Sampler) sample(ctx context.Context) *Snapshot {
+	snap := &Snapshot{Time: time.Now(), Readings: map[int]Reading{}}
+	readings, err := s.probe.Sample(ctx)
+	if err != nil {
+		s.log.Warn("gpu sample failed", "backend", s.probe.Name(), "err", err)
+	}
+	for _, r := range readings {
+		if r.Err != nil {
+			s.log.Warn("gpu unreadable", "backend", s.probe.Name(), "gpu", r.Index, "err", r.Err)
+		}
+		snap.Readings[r.Index] = r
+	}
+	if snap.Processes, err = s.probe.Processes(ctx); err != nil {
+		s.log.Warn("gpu processes failed", "backend", s.probe.Name(), "err", err)
+	}
+	return snap
+}

@@ -1,0 +1,290 @@
+package store
+
+import (
+	"slices"
+	"sort"
+	"time"
+)
+
+// SetPool makes gpus the pool's GPUs of node, replacing what node had.
+// Jobs bound to a GPU that left are ended; their ids are returned.
+func (r *Registry) SetPool(node string, gpus []PoolGPU) (ended []uint64, err error) {
+	err = r.eng.Update(func(tx Tx) error {
+		ended = nil
+		keep := map[string]bool{}
+		for _, g := range gpus {
+			g.Node = node
+			keep[g.UUID] = true
+			if err := putJSON(tx, bucketGPUs, []byte(g.UUID), g); err != nil {
+				return err
+			}
+		}
+		var gone []string
+		err := tx.ForEachPrefix(bucketGPUs, nil, func(k, v []byte) error {
+			var g PoolGPU
+			if _, err := getJSON(tx, bucketGPUs, k, &g); err != nil {
+				return err
+			}
+			if g.Node == node && !keep[g.UUID] {
+				gone = append(gone, g.UUID)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, uuid := range gone {
+			if job := fromU64(tx.Get(bucketBindings, []byte(uuid))); job != 0 {
+				if err := endJob(tx, job, r.now()); err != nil {
+					return err
+				}
+				ended = append(ended, job)
+			}
+			if err := tx.Delete(bucketGPUs, []byte(uuid)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ended, ioError(err)
+}
+
+// PoolEntry is a GPU of the pool and what holds it.
+type PoolEntry struct {
+	PoolGPU
+	Job    uint64 // 0 when free
+	Token  string
+	Device uint64
+}
+
+// Pool lists the pool's GPUs by node and index, with their bindings.
+func (r *Registry) Pool() ([]PoolEntry, error) {
+	var pool []PoolEntry
+	err := r.eng.View(func(tx Tx) error {
+		var err error
+		pool, err = loadPool(tx)
+		return err
+	})
+	return pool, ioError(err)
+}
+
+func loadPool(tx Tx) ([]PoolEntry, error) {
+	var pool []PoolEntry
+	err := tx.ForEachPrefix(bucketGPUs, nil, func(k, _ []byte) error {
+		var e PoolEntry
+		if _, err := getJSON(tx, bucketGPUs, k, &e.PoolGPU); err != nil {
+			return err
+		}
+		if e.Job = fromU64(tx.Get(bucketBindings, k)); e.Job != 0 {
+			var j Job
+			if found, err := getJSON(tx, bucketJobs, u64(e.Job), &j); err != nil || !found {
+				return errorf(KindIO, "GPU %s is bound to job %d, which does not exist.", e.UUID, e.Job)
+			}
+			e.Token, e.Device = j.Token, j.Device
+		}
+		pool = append(pool, e)
+		return nil
+	})
+	sort.Slice(pool, func(i, j int) bool {
+		if pool[i].Node != pool[j].Node {
+			return pool[i].Node < pool[j].Node
+		}
+		return pool[i].Index < pool[j].Index
+	})
+	return pool, err
+}
+
+// Attach adds proc to the job of device id. The device's first process
+// starts a job and binds free GPUs worth the model's units, all or nothing:
+// KindNoSpace when the whole pool is too small, KindAgain when not enough
+// GPUs are free now.
+func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
+	var job Job
+	err := r.eng.Update(func(tx Tx) error {
+		d, err := loadDevice(tx, token, id)
+		if err != nil {
+			return err
+		}
+		if d.Job != 0 {
+			if job, err = loadJob(tx, d.Job); err != nil {
+				return err
+			}
+			if !slices.Contains(job.Procs, proc) {
+				job.Procs = append(job.Procs, proc)
+			}
+			return putJSON(tx, bucketJobs, u64(job.ID), job)
+		}
+		gpus, err := chooseGPUs(tx, d)
+		if err != nil {
+			return err
+		}
+		job = Job{ID: nextJobID(tx), Token: token, Device: id, Procs: []Proc{proc}, GPUs: gpus, Started: r.now().UTC()}
+		for _, uuid := range gpus {
+			if err := tx.Put(bucketBindings, []byte(uuid), u64(job.ID)); err != nil {
+				return err
+			}
+		}
+		d.Job = job.ID
+		if err := putJSON(tx, bucketDevices, u64(id), d); err != nil {
+			return err
+		}
+		return putJSON(tx, bucketJobs, u64(job.ID), job)
+	})
+	return job, ioError(err)
+}
+
+// chooseGPUs picks free GPUs, in pool order, until they give the units of
+// the device's model.
+func chooseGPUs(tx Tx, d Device) ([]string, error) {
+	m := d.ModelInfo()
+	pool, err := loadPool(tx)
+	if err != nil {
+		return nil, err
+	}
+	total, free := 0, 0
+	var picked []string
+	for _, g := range pool {
+		total += g.Units
+		if g.Job == 0 && g.Units > 0 && free < m.Units {
+			free += g.Units
+			picked = append(picked, g.UUID)
+		}
+	}
+	switch {
+	case total < m.Units:
+		return nil, errorf(KindNoSpace, "Device %d (%s) needs %d GPU units; the whole pool has %d.", d.ID, m.Name, m.Units, total)
+	case free < m.Units:
+		return nil, errorf(KindAgain, "Not enough resources are currently available: device %d (%s) needs %d GPU units, %d are free.", d.ID, m.Name, m.Units, countFree(pool))
+	}
+	return picked, nil
+}
+
+func countFree(pool []PoolEntry) int {
+	n := 0
+	for _, g := range pool {
+		if g.Job == 0 {
+			n += g.Units
+		}
+	}
+	return n
+}
+
+func nextJobID(tx Tx) uint64 {
+	n := fromU64(tx.Get(bucketMeta, keyNextJobID)) + 1
+	tx.Put(bucketMeta, keyNextJobID, u64(n))
+	return n
+}
+
+func loadJob(tx Tx, id uint64) (Job, error) {
+	var j Job
+	found, err := getJSON(tx, bucketJobs, u64(id), &j)
+	if err == nil && !found {
+		err = errorf(KindNoProcess, "Job %d is not running.", id)
+	}
+	return j, err
+}
+
+// JobOf returns the running job of device id, if any.
+func (r *Registry) JobOf(token string, id uint64) (Job, bool, error) {
+	var job Job
+	var running bool
+	err := r.eng.View(func(tx Tx) error {
+		d, err := loadDevice(tx, token, id)
+		if err != nil || d.Job == 0 {
+			return err
+		}
+		running = true
+		job, err = loadJob(tx, d.Job)
+		return err
+	})
+	return job, running, ioError(err)
+}
+
+// Jobs lists every running job by id.
+func (r *Registry) Jobs() ([]Job, error) {
+	var jobs []Job
+	err := r.eng.View(func(tx Tx) error {
+		return tx.ForEachPrefix(bucketJobs, nil, func(k, _ []byte) error {
+			j, err := loadJob(tx, fromU64(k))
+			jobs = append(jobs, j)
+			return err
+		})
+	})
+	return jobs, ioError(err)
+}
+
+// SetJobProcs replaces the processes of a running job: the reaper's view of
+// which are alive, children included.
+func (r *Registry) SetJobProcs(id uint64, procs []Proc) error {
+	return ioError(r.eng.Update(func(tx Tx) error {
+		j, err := loadJob(tx, id)
+		if err != nil {
+			return err
+		}
+		j.Procs = procs
+		return putJSON(tx, bucketJobs, u64(id), j)
+	}))
+}
+
+// EndJob ends a job: its GPUs go back to the pool and its device is idle.
+func (r *Registry) EndJob(id uint64) error {
+	return ioError(r.eng.Update(func(tx Tx) error { return endJob(tx, id, r.now()) }))
+}
+
+func endJob(tx Tx, id uint64, now time.Time) error {
+	j, err := loadJob(tx, id)
+	if err != nil {
+		return err
+	}
+	for _, uuid := range j.GPUs {
+		if fromU64(tx.Get(bucketBindings, []byte(uuid))) == id {
+			if err := tx.Delete(bucketBindings, []byte(uuid)); err != nil {
+				return err
+			}
+		}
+	}
+	var d Device
+	if found, err := getJSON(tx, bucketDevices, u64(j.Device), &d); err != nil {
+		return err
+	} else if found && d.Job == id {
+		d.Job, d.Idle = 0, now.UTC()
+		if err := putJSON(tx, bucketDevices, u64(d.ID), d); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(bucketJobs, u64(id))
+}
+
+// RemoveIdle removes every device that has had no job since before cutoff.
+func (r *Registry) RemoveIdle(cutoff time.Time) ([]Device, error) {
+	var removed []Device
+	err := r.eng.Update(func(tx Tx) error {
+		removed = nil
+		var stale []Device
+		err := tx.ForEachPrefix(bucketDevices, nil, func(k, _ []byte) error {
+			var d Device
+			if _, err := getJSON(tx, bucketDevices, k, &d); err != nil {
+				return err
+			}
+			idle := d.Idle
+			if idle.IsZero() {
+				idle = d.Created // a device stored before jobs existed
+			}
+			if d.Job == 0 && idle.Before(cutoff) {
+				stale = append(stale, d)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, d := range stale {
+			if err := removeDevice(tx, d.Token, d.ID); err != nil {
+				return err
+			}
+			removed = append(removed, d)
+		}
+		return nil
+	})
+	return removed, ioError(err)
+}
