@@ -136,6 +136,8 @@ func errnoOf(err error) syscall.Errno {
 		return syscall.EBUSY
 	case store.KindExists:
 		return syscall.EEXIST
+	case store.KindNoProcess:
+		return syscall.ESRCH
 	}
 	return syscall.EIO
 }

@@ -21,8 +21,18 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// writeFile is open(O_WRONLY|O_TRUNC), one write(2), close, as `echo > file`
+// does. Raw syscalls: os.File would wait on the poller after EAGAIN.
 func writeFile(path, content string) error {
-	return os.WriteFile(path, []byte(content), 0)
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	if _, err := syscall.Write(fd, []byte(content)); err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
 }
 
 func listDir(t *testing.T, path string) []string {

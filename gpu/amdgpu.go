@@ -67,11 +67,8 @@ func NewAMDGPU(sysfsRoot string) (Probe, error) {
 // drmCardNumber accepts "card<N>" and not connectors such as "card0-DP-1".
 func drmCardNumber(name string) (int, bool) {
 	digits, ok := strings.CutPrefix(name, "card")
-	if !ok || digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
-		return 0, false
-	}
 	n, err := strconv.Atoi(digits)
-	return n, err == nil
+	return n, ok && err == nil && n >= 0
 }
 
 // drmRenderMinor finds the renderD<M> node of a card, which kfd names by M.

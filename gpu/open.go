@@ -48,7 +48,7 @@ func openAuto() (Probe, string, error) {
 		if err == nil {
 			return p, strings.Join(append(why, answered(p)), "; "), nil
 		}
-		why = append(why, err.Error())
+		why = append(why, oneLine(err.Error()))
 	}
 	p, err := NewSim(DefaultSimSpec)
 	return p, strings.Join(append(why, "using the simulated pool "+DefaultSimSpec), "; "), err

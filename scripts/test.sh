@@ -6,10 +6,19 @@ cd "$(dirname "$0")/.."
 
 fuzztime=${FUZZTIME:-3s}
 
-# A killed test run leaves mounts of ours behind; clear them first and last.
+# A killed test run leaves mounts of ours behind, and a test binary that died
+# while its own mount was busy waits on it for ever: abort those connections
+# (fusectl) and detach the mounts, first and last.
 clear_stale_mounts() {
-	awk '$3 ~ /^fuse(\.moreh)?$/ && $1 == "moreh" && $2 ~ "^/tmp/" {print $2}' /proc/mounts |
-		while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
+	[ -d /sys/fs/fuse/connections ] && ! mountpoint -q /sys/fs/fuse/connections &&
+		mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null
+	# mountinfo: id parent major:minor root mountpoint ... - fstype source
+	awk '$5 ~ "^/tmp/" { for (i = 7; i <= NF; i++) if ($i == "-") break;
+		if ($(i+1) == "fuse.moreh") { split($3, dev, ":"); print dev[2], $5 } }' /proc/self/mountinfo |
+		while read -r conn mnt; do
+			echo 1 >"/sys/fs/fuse/connections/$conn/abort" 2>/dev/null || true
+			umount -l "$mnt" 2>/dev/null || true
+		done
 }
 clear_stale_mounts
 trap clear_stale_mounts EXIT
