@@ -39,7 +39,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.SetOutput(io.Discard)
 	f.StringVar(&c.mount, "mount", "/moreh", "directory to mount the tree on (created if missing)")
 	f.StringVar(&c.db, "db", defaultDB(), "bbolt state file (created if missing)")
-	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
+	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto (nvml, then amdgpu, else sim), nvml, amdgpu, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
 	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
 	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
 	f.Uint64Var(&c.unitMiB, "unit-mib", gpu.DefaultUnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
