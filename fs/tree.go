@@ -23,8 +23,8 @@ type Config struct {
 	Sampler    *gpu.Sampler  // the probe's figures, refreshed in the background
 	Procs      gpu.ProcFS    // the machine's processes, for jobs
 	ResetGrace time.Duration // between SIGTERM and SIGKILL when a job is reset
-	Version    string // of this build: the client, the server and Moreh-SMI
-	AllowOther bool   // let every local user reach the mount
+	Version    string        // of this build: the client, the server and Moreh-SMI
+	AllowOther bool          // let every local user reach the mount
 	Log        *slog.Logger
 	Debug      bool // log every FUSE request
 	Now        func() time.Time
