@@ -28,13 +28,13 @@ func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		if store.KindOf(err) == store.KindNotFound {
 			return nil, syscall.ENOENT
 		}
-		return nil, d.t.fail(d.token, "lookup", d.Path(nil)+"/"+name, err)
+		return nil, d.t.fail(ctx, d.token, "lookup", d.Path(nil)+"/"+name, err)
 	}
 	return d.deviceInode(ctx, id, out), 0
 }
 
 func (d *devicesDir) deviceInode(ctx context.Context, id uint64, out *fuse.EntryOut) *fusefs.Inode {
-	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
 	dev := &deviceDir{fixedDir: fixedDir{t: d.t}, token: d.token, id: id}
 	return d.NewInode(ctx, dev, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: deviceIno(id, 0)})
 }
@@ -44,7 +44,7 @@ var _ = (fusefs.NodeReaddirer)((*devicesDir)(nil))
 func (d *devicesDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	v, err := d.t.Registry.View(d.token)
 	if err != nil {
-		return nil, d.t.fail(d.token, "readdir", d.Path(nil), err)
+		return nil, d.t.fail(ctx, d.token, "readdir", d.Path(nil), err)
 	}
 	list := make([]fuse.DirEntry, len(v.Devices))
 	for i, dev := range v.Devices {
@@ -61,7 +61,7 @@ var _ = (fusefs.NodeMkdirer)((*devicesDir)(nil))
 func (d *devicesDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	dev, err := d.t.Registry.CreateDevice(d.token, name)
 	if err != nil {
-		return nil, d.t.fail(d.token, "mkdir", d.Path(nil)+"/"+name, err)
+		return nil, d.t.fail(ctx, d.token, "mkdir", d.Path(nil)+"/"+name, err)
 	}
 	d.t.Log.Info("device created", "token", d.token, "id", dev.ID, "model", dev.Model)
 	child := d.deviceInode(ctx, dev.ID, out)
@@ -78,7 +78,7 @@ func (d *devicesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 		err = d.t.Registry.RemoveDevice(d.token, id)
 	}
 	if err != nil {
-		return d.t.fail(d.token, "rmdir", d.Path(nil)+"/"+name, err)
+		return d.t.fail(ctx, d.token, "rmdir", d.Path(nil)+"/"+name, err)
 	}
 	d.t.Log.Info("device removed", "token", d.token, "id", id)
 	return 0
@@ -87,7 +87,7 @@ func (d *devicesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 var _ = (fusefs.NodeGetattrer)((*devicesDir)(nil))
 
 func (d *devicesDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
 	return 0
 }
 
@@ -108,7 +108,7 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	for i, entry := range deviceEntries {
 		if entry == name {
 			node, mode := d.child(name)
-			out.Mode = mode
+			d.t.setAttr(ctx, d.token, mode, &out.Attr)
 			out.SetEntryTimeout(staticTimeout)
 			return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: deviceIno(d.id, uint64(i+1))}), 0
 		}
@@ -119,26 +119,26 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	t, token, id := d.t, d.token, d.id
 	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) {
-		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | t.perm(0o400)
+		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | 0o400
 	}
 	switch name {
 	case "model":
 		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderModel}, command: d.setModel}
-		return f, fuse.S_IFREG | t.perm(0o600)
+		return f, fuse.S_IFREG | 0o600
 	case "status":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(token, id) })
 	case "status.json":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(token, id) })
 	case "procs":
 		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderProcs}, command: d.attach}
-		return f, fuse.S_IFREG | t.perm(0o600)
+		return f, fuse.S_IFREG | 0o600
 	case "gpus":
 		return ro(d.renderGPUs)
 	case "env":
 		return ro(d.renderEnv)
 	case "reset":
 		f := &cmdFile{roFile: roFile{t: t, mode: 0o200, token: token}, command: d.reset}
-		return f, fuse.S_IFREG | t.perm(0o200)
+		return f, fuse.S_IFREG | 0o200
 	}
 	return ro(d.renderUsage)
 }
@@ -152,7 +152,7 @@ func (d *deviceDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errn
 var _ = (fusefs.NodeGetattrer)((*deviceDir)(nil))
 
 func (d *deviceDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
 	return 0
 }
 

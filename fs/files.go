@@ -30,8 +30,8 @@ func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 type roFile struct {
 	fusefs.Inode
 	t      *tree
-	mode   uint32
-	token  string // whose errors file records failures
+	mode   uint32 // permission bits, as DESIGN.md gives them
+	token  string // the token it belongs to; "" for the files at the root
 	render renderFunc
 }
 
@@ -39,7 +39,7 @@ var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
 
 // Getattr reports size 0 as /proc does: the content exists only once opened.
 func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFREG | f.t.perm(f.mode)
+	f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr)
 	return 0
 }
 
@@ -47,7 +47,7 @@ var _ = (fusefs.NodeOpener)((*roFile)(nil))
 
 func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		return nil, 0, f.t.fail(f.token, "open", f.Path(nil), errReadOnly)
+		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), errReadOnly)
 	}
 	return f.open(ctx)
 }
@@ -55,7 +55,7 @@ func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uin
 func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.Errno) {
 	data, err := f.render(ctx)
 	if err != nil {
-		return nil, 0, f.t.fail(f.token, "read", f.Path(nil), err)
+		return nil, 0, f.t.fail(ctx, f.token, "read", f.Path(nil), err)
 	}
 	return &snapshot{data: data}, fuse.FOPEN_DIRECT_IO, 0
 }
@@ -63,7 +63,7 @@ func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.E
 var _ = (fusefs.NodeSetattrer)((*roFile)(nil))
 
 func (f *roFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return f.t.fail(f.token, "setattr", f.Path(nil), errPerm)
+	return f.t.fail(ctx, f.token, "setattr", f.Path(nil), errPerm)
 }
 
 // commandFunc carries out one command written to a file.
@@ -84,7 +84,7 @@ func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, ui
 	case flags&syscall.O_ACCMODE == syscall.O_WRONLY:
 		return &snapshot{}, fuse.FOPEN_DIRECT_IO, 0
 	case f.render == nil: // write-only, like reset
-		return nil, 0, f.t.fail(f.token, "open", f.Path(nil), errReadOnly)
+		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), errReadOnly)
 	}
 	return f.open(ctx)
 }
@@ -94,7 +94,7 @@ var _ = (fusefs.NodeSetattrer)((*cmdFile)(nil))
 // Setattr allows the truncate of `echo ID > file` and refuses the rest.
 func (f *cmdFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if sz, ok := in.GetSize(); ok && sz == 0 && in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_CTIME|fuse.FATTR_MTIME_NOW) == 0 {
-		out.Mode = fuse.S_IFREG | f.t.perm(f.mode)
+		f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr)
 		return 0
 	}
 	return f.roFile.Setattr(ctx, fh, in, out)
@@ -108,7 +108,7 @@ func (f *cmdFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, 
 		err = f.command(ctx, command)
 	}
 	if err != nil {
-		return 0, f.t.fail(f.token, "write", f.Path(nil), err)
+		return 0, f.t.fail(ctx, f.token, "write", f.Path(nil), err)
 	}
 	return uint32(len(data)), 0
 }

@@ -16,7 +16,7 @@ type fixedDir struct {
 }
 
 func (d *fixedDir) refuse(ctx context.Context, op, name string) syscall.Errno {
-	return d.t.fail(d.t.callerToken(ctx), op, joinPath(d.Path(nil), name), errPerm)
+	return d.t.fail(ctx, "", op, joinPath(d.Path(nil), name), errPerm)
 }
 
 var _ = (fusefs.NodeMkdirer)((*fixedDir)(nil))

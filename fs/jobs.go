@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
@@ -24,6 +25,9 @@ func (d *deviceDir) attach(ctx context.Context, command string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if uid := callerUID(ctx); uid != 0 && d.t.Procs.Owner(pid) != uid {
+		return &errnoError{syscall.EPERM, "Process " + command + " belongs to another user: attach your own processes."}
 	}
 	job, err := d.t.Registry.Attach(d.token, d.id, store.Proc{PID: pid, Start: info.Start})
 	if err != nil {

@@ -32,9 +32,18 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 		t.Skip("mounting without fusermount needs root")
 	}
 	base := t.TempDir()
+	// Other users' shells must reach the mount: open the temp dirs to them.
+	for dir := base; dir != os.TempDir(); dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	eng, err := store.OpenBolt(filepath.Join(base, "moreh.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.Key == nil {
+		opts.Key = []byte("a test key of thirty-two bytes!!")
 	}
 	reg, err := store.Open(eng, opts)
 	if err != nil {
@@ -63,7 +72,7 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 		t.Fatal(err)
 	}
 	server, err := Mount(dir, Config{
-		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "22.10.1", ResetGrace: time.Second,
+		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "22.10.1", ResetGrace: time.Second, AllowOther: true,
 		Log: log,
 		Now: func() time.Time { return time.Date(2022, 10, 17, 13, 40, 41, 0, time.UTC) },
 	})

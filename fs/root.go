@@ -21,13 +21,17 @@ var _ = (fusefs.NodeOnAdder)((*rootDir)(nil))
 func (r *rootDir) OnAdd(ctx context.Context) {
 	t := r.t
 	static := func(name string, render renderFunc) {
-		f := &roFile{t: t, mode: 0o444, token: t.Registry.DefaultToken(), render: render}
+		f := &roFile{t: t, mode: 0o444, render: render}
 		r.AddChild(name, r.NewPersistentInode(ctx, f, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
 	}
 	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil })
 	static("version", t.renderVersion)
 	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
 	static("pool", t.renderPool)
+	bind := &cmdFile{roFile: roFile{t: t, mode: 0o222}, command: t.bindCaller}
+	r.AddChild("token", r.NewPersistentInode(ctx, bind, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
+	admin := &adminDir{fixedDir: fixedDir{t: t}}
+	r.AddChild("admin", r.NewPersistentInode(ctx, admin, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	tokens := &tokensDir{fixedDir: fixedDir{t: t}, known: map[string]uint64{}}
 	if all, err := t.Registry.Tokens(); err == nil {
 		for _, tok := range all {
@@ -58,8 +62,14 @@ type callerLink struct {
 
 var _ = (fusefs.NodeReadlinker)((*callerLink)(nil))
 
+// Readlink fails with ENOKEY ("Required key not available") for a caller
+// bound to no token.
 func (l *callerLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	return []byte("tokens/" + l.t.callerToken(ctx) + "/" + l.name), 0
+	token, err := l.t.callerToken(ctx)
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	return []byte("tokens/" + token + "/" + l.name), 0
 }
 
 var _ = (fusefs.NodeGetattrer)((*callerLink)(nil))
@@ -84,7 +94,7 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, errno
 	}
 	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
-	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr)
 	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(number, 0)}), 0
 }
 
@@ -104,7 +114,7 @@ func (d *tokensDir) tokenNumber(ctx context.Context, name string) (uint64, sysca
 	if n, ok := d.known[name]; ok {
 		return n, 0
 	}
-	return 0, d.t.fail(d.t.callerToken(ctx), "lookup", "tokens/"+name, err)
+	return 0, d.t.fail(ctx, "", "lookup", "tokens/"+name, err)
 }
 
 var _ = (fusefs.NodeReaddirer)((*tokensDir)(nil))
@@ -112,7 +122,7 @@ var _ = (fusefs.NodeReaddirer)((*tokensDir)(nil))
 func (d *tokensDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	tokens, err := d.t.Registry.Tokens()
 	if err != nil {
-		return nil, d.t.fail(d.t.callerToken(ctx), "readdir", "tokens", err)
+		return nil, d.t.fail(ctx, "", "readdir", "tokens", err)
 	}
 	names := make([]string, len(tokens))
 	for i, tok := range tokens {

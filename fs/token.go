@@ -29,7 +29,7 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			continue
 		}
 		node, mode := d.child(name)
-		out.Mode = mode
+		d.t.setAttr(ctx, d.token, mode, &out.Attr)
 		out.SetEntryTimeout(staticTimeout)
 		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(d.number, uint64(i+1))}), 0
 	}
@@ -40,12 +40,12 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	t, token := d.t, d.token
 	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) {
-		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | t.perm(0o400)
+		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | 0o400
 	}
 	switch name {
 	case "current":
 		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderCurrent}, command: d.switchTo}
-		return f, fuse.S_IFREG | t.perm(0o600)
+		return f, fuse.S_IFREG | 0o600
 	case "limit":
 		return ro(d.renderLimit)
 	case "status":
@@ -55,7 +55,7 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "errors":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.Registry.Errors.Render(token), nil })
 	}
-	return &devicesDir{fixedDir: fixedDir{t: t}, token: token}, fuse.S_IFDIR | t.perm(0o700)
+	return &devicesDir{fixedDir: fixedDir{t: t}, token: token}, fuse.S_IFDIR | 0o700
 }
 
 var _ = (fusefs.NodeReaddirer)((*tokenDir)(nil))
@@ -69,7 +69,7 @@ func (d *tokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 var _ = (fusefs.NodeGetattrer)((*tokenDir)(nil))
 
 func (d *tokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | d.t.perm(0o700)
+	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
 	return 0
 }
 

@@ -67,6 +67,9 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 			AllowOther:  cfg.AllowOther,
 			Debug:       cfg.Debug,
 			MaxWrite:    64 * 1024, // oversized commands must arrive whole to be refused whole
+			// The kernel checks modes and owners: tokens/<name>/ is 0700 and
+			// owned by whoever is bound to the token.
+			Options: []string{"default_permissions"},
 		},
 		// Timeouts are set per entry: the defaults (0) keep dynamic names fresh.
 		NullPermissions: true,
@@ -82,21 +85,51 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	return server, nil
 }
 
-// callerToken returns the token the calling process is bound to. Until
-// tokens arrive every caller is bound to the default token.
-func (t *tree) callerToken(ctx context.Context) string {
-	return t.Registry.DefaultToken()
+// callerToken returns the token the calling process is bound to.
+func (t *tree) callerToken(ctx context.Context) (string, error) {
+	return t.Registry.CallerToken(callerUID(ctx))
 }
 
-// fail records a failed operation in the token's errors file (and the log,
-// for store failures) and returns its errno.
-func (t *tree) fail(token, op, path string, err error) syscall.Errno {
-	t.Registry.Errors.Add(token, op, path, err)
+// callerUID is the uid of the process behind a request.
+func callerUID(ctx context.Context) int {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return int(c.Uid)
+	}
+	return 0
+}
+
+// fail records a failed operation in the errors file of token (the
+// caller's when empty) and, for store failures, in the log; it returns the
+// errno.
+func (t *tree) fail(ctx context.Context, token, op, path string, err error) syscall.Errno {
+	if token == "" {
+		token, _ = t.callerToken(ctx)
+	}
+	if token != "" {
+		t.Registry.Errors.Add(token, op, path, err)
+	}
 	errno := errnoOf(err)
 	if errno == syscall.EIO {
 		t.Log.Error("operation failed", "op", op, "path", path, "token", token, "err", err)
 	}
 	return errno
+}
+
+// setAttr fills what stat shows of a node. The nodes of a token belong to
+// whoever asks, when they are bound to it (as /proc/self does), and to root
+// otherwise: with default_permissions the kernel then lets only the token's
+// own users in.
+func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse.Attr) {
+	out.Mode = mode
+	out.Uid, out.Gid = 0, 0
+	if token == "" {
+		return
+	}
+	if c, ok := fuse.FromContext(ctx); ok {
+		if own, err := t.Registry.CallerToken(int(c.Uid)); err == nil && own == token {
+			out.Uid, out.Gid = c.Uid, c.Gid
+		}
+	}
 }
 
 // errnoError is a failure of the tree's own, with its errno and a sentence.
@@ -138,13 +171,10 @@ func errnoOf(err error) syscall.Errno {
 		return syscall.EEXIST
 	case store.KindNoProcess:
 		return syscall.ESRCH
+	case store.KindKeyRejected:
+		return syscall.EKEYREJECTED
+	case store.KindUnbound:
+		return syscall.ENOKEY
 	}
 	return syscall.EIO
-}
-
-// perm is a DESIGN.md mode as this mount shows it: with one shared token
-// every local user may use the tree, so owner bits are given to all.
-func (t *tree) perm(mode uint32) uint32 {
-	owner := mode & 0o700
-	return owner | owner>>3 | owner>>6
 }

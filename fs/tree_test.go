@@ -50,7 +50,7 @@ func listDir(t *testing.T, path string) []string {
 
 func TestRootLayout(t *testing.T) {
 	tt := mountTree(t, store.Options{})
-	want := []string{"README", "current", "devices", "models", "pool", "status", "tokens", "version"}
+	want := []string{"README", "admin", "current", "devices", "models", "pool", "status", "token", "tokens", "version"}
 	if got := listDir(t, tt.dir); !slices.Equal(got, want) {
 		t.Fatalf("root lists %v, want %v", got, want)
 	}
@@ -77,8 +77,9 @@ func TestRootLayout(t *testing.T) {
 		t.Errorf("current of a fresh token = %q, want empty", got)
 	}
 	modes := map[string]os.FileMode{
-		"README": 0o444, "version": 0o444, "models": 0o444, "tokens/default/current": 0o666,
-		"tokens/default/status": 0o444, "tokens/default/errors": 0o444, "tokens/default/limit": 0o444,
+		"README": 0o444, "version": 0o444, "models": 0o444, "pool": 0o444, "token": 0o222,
+		"tokens/default/current": 0o600, "tokens/default/status": 0o400, "tokens/default/errors": 0o400,
+		"tokens/default/limit": 0o400, "tokens/default": os.ModeDir | 0o700, "admin": os.ModeDir | 0o700,
 	}
 	for name, mode := range modes {
 		fi, err := os.Stat(tt.path(name))

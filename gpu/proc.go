@@ -144,6 +144,15 @@ func (p ProcFS) All() ([]ProcInfo, error) {
 	return out, nil
 }
 
+// Owner is the uid a process runs as, or -1 once it is gone.
+func (p ProcFS) Owner(pid int) int {
+	fi, err := os.Stat(filepath.Join(p.Root, strconv.Itoa(pid)))
+	if err != nil {
+		return -1
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
+}
+
 // Comm is a process's name, or "?" once it is gone.
 func (p ProcFS) Comm(pid int) string {
 	if info, err := p.Read(pid); err == nil {

@@ -9,15 +9,17 @@ import (
 type Kind int
 
 const (
-	KindIO        Kind = iota // the store itself failed
-	KindInvalid               // unknown model, malformed or oversized input
-	KindQuota                 // the token's device limit is reached
-	KindNoSpace               // the model can never fit the pool
-	KindAgain                 // not enough free GPUs right now
-	KindNotFound              // unknown device or token
-	KindBusy                  // a job is running
-	KindExists                // the name is taken
-	KindNoProcess             // no such process, or no job to stop
+	KindIO          Kind = iota // the store itself failed
+	KindInvalid                 // unknown model, malformed or oversized input
+	KindQuota                   // the token's device limit is reached
+	KindNoSpace                 // the model can never fit the pool
+	KindAgain                   // not enough free GPUs right now
+	KindNotFound                // unknown device or token
+	KindBusy                    // a job is running
+	KindExists                  // the name is taken
+	KindNoProcess               // no such process, or no job to stop
+	KindKeyRejected             // an unknown or revoked token secret
+	KindUnbound                 // the caller is bound to no token
 )
 
 // Error is a failed operation with a sentence a person can act on.

@@ -12,6 +12,9 @@ type Token struct {
 	MaxDevices int    `json:"max_devices"` // the device limit
 	Current    uint64 `json:"current"`     // current device id, 0 when none
 	UseCount   uint64 `json:"use_count"`   // bumped each time a device becomes current
+	SecretHash []byte `json:"secret_hash"` // sha256 of the secret; empty for the open default token
+	Nonce      []byte `json:"nonce"`       // with the node key, derives the secret (see secrets.go)
+	UIDs       []int  `json:"uids"`        // the users bound to it
 }
 
 // Device is one virtual accelerator of a token.

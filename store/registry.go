@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,6 +13,8 @@ type Options struct {
 	FirstID      uint64 // the first device id handed out; default 2026
 	MaxDevices   int    // the default token's device limit; default 5
 	DefaultToken string // the token every caller is bound to; default "default"
+	Key          []byte // the node key that token secrets derive from (LoadKey)
+	SharedSecret string // --token-file: the default token's secret, and every caller bound to it
 }
 
 // Registry holds tokens and their devices and enforces every rule on them.
@@ -21,6 +24,8 @@ type Registry struct {
 	opts   Options
 	Errors *ErrorLog
 	now    func() time.Time
+
+	secretTokens atomic.Int64 // tokens with a secret: when 0 every caller shares the default token
 }
 
 // Open prepares the registry on eng: the default token exists with the
@@ -51,13 +56,21 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 			t = Token{Name: opts.DefaultToken, Number: nextTokenNumber(tx)}
 		}
 		t.MaxDevices = opts.MaxDevices
+		if opts.SharedSecret != "" {
+			if err := setSecretHash(tx, &t, hashSecret(opts.SharedSecret)); err != nil {
+				return err
+			}
+		}
 		return putJSON(tx, bucketTokens, []byte(t.Name), t)
 	})
 	if err != nil {
 		return nil, ioError(err)
 	}
-	return r, nil
+	return r, r.countSecretTokens()
 }
+
+// DefaultMaxDevices is the device limit a new token starts with.
+func (r *Registry) DefaultMaxDevices() int { return r.opts.MaxDevices }
 
 // DefaultToken is the token of callers with no binding of their own.
 func (r *Registry) DefaultToken() string { return r.opts.DefaultToken }

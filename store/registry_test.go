@@ -23,14 +23,14 @@ func TestOpenDefaults(t *testing.T) {
 	}
 	v := mustView(t, reg, "default")
 	want := Token{Name: "default", Number: 1, MaxDevices: 5}
-	if v.Token != want || len(v.Devices) != 0 {
+	if !reflect.DeepEqual(v.Token, want) || len(v.Devices) != 0 {
 		t.Fatalf("fresh view = %+v, want token %+v and no devices", v, want)
 	}
 	if _, ok := v.CurrentDevice(); ok {
 		t.Fatalf("fresh token has a current device")
 	}
 	toks, err := reg.Tokens()
-	if err != nil || len(toks) != 1 || toks[0] != want {
+	if err != nil || len(toks) != 1 || !reflect.DeepEqual(toks[0], want) {
 		t.Fatalf("Tokens() = %+v, %v; want [%+v]", toks, err, want)
 	}
 	mustCreate(t, reg, tok, "Small.64GB", 2026)
@@ -263,7 +263,7 @@ func TestRemoveNonCurrentKeepsCurrent(t *testing.T) {
 	before := mustView(t, reg, tok).Token
 	mustRemove(t, reg, tok, 2028)
 	mustRemove(t, reg, tok, 2026)
-	if after := mustView(t, reg, tok).Token; after != before {
+	if after := mustView(t, reg, tok).Token; !reflect.DeepEqual(after, before) {
 		t.Fatalf("token changed: %+v → %+v", before, after)
 	}
 	wantIDs(t, reg, tok, 2027)
@@ -305,7 +305,7 @@ func TestSwitch(t *testing.T) {
 	mustRemove(t, reg, tok, 2027)
 	wantErr(t, reg.Switch(tok, 2027), KindNotFound, "Device 2027 does not exist.")
 	after := mustView(t, reg, tok)
-	if after.Token != before.Token || !reflect.DeepEqual(ids(after), []uint64{2026}) {
+	if !reflect.DeepEqual(after.Token, before.Token) || !reflect.DeepEqual(ids(after), []uint64{2026}) {
 		t.Fatalf("failed switches changed the token: %+v → %+v", before.Token, after.Token)
 	}
 	wantErr(t, reg.Switch("nobody", 2026), KindNotFound, `Token "nobody" does not exist.`)
@@ -344,7 +344,7 @@ func TestSetModel(t *testing.T) {
 		}
 	}
 	// A model change is not a use: current and use order stay.
-	if after := mustView(t, reg, tok).Token; after != before {
+	if after := mustView(t, reg, tok).Token; !reflect.DeepEqual(after, before) {
 		t.Fatalf("SetModel changed the token: %+v → %+v", before, after)
 	}
 

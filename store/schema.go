@@ -11,12 +11,14 @@ var (
 	bucketGPUs         = []byte("gpus")          // GPU UUID → gpuRecord (JSON): the pool
 	bucketBindings     = []byte("bindings")      // GPU UUID → u64(job id): who holds each GPU
 	bucketJobs         = []byte("jobs")          // u64(job id) → Job (JSON)
+	bucketUIDs         = []byte("uids")          // u64(uid) → token name: who is bound to which token
+	bucketSecrets      = []byte("secrets")       // sha256(secret) → token name
 
 	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
 	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
 	keyNextJobID    = []byte("next_job_id")    // u64: the next job id
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets}
 )
 
 // u64 encodes n big-endian so that byte order is numeric order.

@@ -1,0 +1,183 @@
+package fs
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/moreh-io/moreh/store"
+)
+
+// bindCaller is a write to /moreh/token: the caller's uid is bound to the
+// token whose secret it is. The secret is never logged.
+func (t *tree) bindCaller(ctx context.Context, secret string) error {
+	uid := callerUID(ctx)
+	name, err := t.Registry.Bind(uid, secret)
+	if err != nil {
+		t.Log.Warn("token rejected", "uid", uid)
+		return err
+	}
+	t.Log.Info("uid bound to token", "uid", uid, "token", name)
+	return nil
+}
+
+// adminDir is /moreh/admin, root's: it holds tokens/.
+type adminDir struct {
+	fixedDir
+}
+
+var _ = (fusefs.NodeOnAdder)((*adminDir)(nil))
+
+func (d *adminDir) OnAdd(ctx context.Context) {
+	tokens := &adminTokensDir{fixedDir: fixedDir{t: d.t}}
+	d.AddChild("tokens", d.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
+}
+
+var _ = (fusefs.NodeGetattrer)((*adminDir)(nil))
+
+func (d *adminDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	return 0
+}
+
+// adminTokensDir is /moreh/admin/tokens: mkdir NAME creates a token, rmdir
+// NAME revokes it.
+type adminTokensDir struct {
+	fixedDir
+}
+
+var _ = (fusefs.NodeGetattrer)((*adminTokensDir)(nil))
+
+func (d *adminTokensDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	return 0
+}
+
+var _ = (fusefs.NodeLookuper)((*adminTokensDir)(nil))
+
+func (d *adminTokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	v, err := d.t.Registry.View(name)
+	if err != nil {
+		if store.KindOf(err) == store.KindNotFound {
+			return nil, syscall.ENOENT
+		}
+		return nil, d.t.fail(ctx, "", "lookup", "admin/tokens/"+name, err)
+	}
+	return d.tokenInode(ctx, v.Token, out), 0
+}
+
+func (d *adminTokensDir) tokenInode(ctx context.Context, tok store.Token, out *fuse.EntryOut) *fusefs.Inode {
+	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	node := &adminTokenDir{fixedDir: fixedDir{t: d.t}, token: tok.Name, number: tok.Number}
+	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(tok.Number, 8)})
+}
+
+var _ = (fusefs.NodeReaddirer)((*adminTokensDir)(nil))
+
+func (d *adminTokensDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	tokens, err := d.t.Registry.Tokens()
+	if err != nil {
+		return nil, d.t.fail(ctx, "", "readdir", "admin/tokens", err)
+	}
+	names := make([]string, len(tokens))
+	for i, tok := range tokens {
+		names[i] = tok.Name
+	}
+	return fusefs.NewListDirStream(entries(fuse.S_IFDIR, names...)), 0
+}
+
+var _ = (fusefs.NodeMkdirer)((*adminTokensDir)(nil))
+
+// Mkdir creates a token with the daemon's default device limit.
+func (d *adminTokensDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	tok, _, err := d.t.Registry.CreateToken(name, d.t.Registry.DefaultMaxDevices())
+	if err != nil {
+		return nil, d.t.fail(ctx, "", "mkdir", "admin/tokens/"+name, err)
+	}
+	d.t.Log.Info("token created", "token", name, "max_devices", tok.MaxDevices)
+	return d.tokenInode(ctx, tok, out), 0
+}
+
+var _ = (fusefs.NodeRmdirer)((*adminTokensDir)(nil))
+
+func (d *adminTokensDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if err := d.t.Registry.RevokeToken(name); err != nil {
+		return d.t.fail(ctx, "", "rmdir", "admin/tokens/"+name, err)
+	}
+	d.t.Log.Info("token revoked", "token", name)
+	return 0
+}
+
+// adminTokenDir is admin/tokens/<name>: the token's secret, limit and users.
+type adminTokenDir struct {
+	fixedDir
+	token  string
+	number uint64
+}
+
+var adminTokenEntries = []string{"max_devices", "secret", "uids"}
+
+var _ = (fusefs.NodeGetattrer)((*adminTokenDir)(nil))
+
+func (d *adminTokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	return 0
+}
+
+var _ = (fusefs.NodeLookuper)((*adminTokenDir)(nil))
+
+func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	t, token := d.t, d.token
+	var node fusefs.InodeEmbedder
+	mode, k := uint32(0o400), uint64(9) // inode offsets 9, 10, 11 follow the token's own
+	switch name {
+	case "max_devices":
+		mode = 0o600
+		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderMax}, command: d.setMax}
+	case "secret":
+		k = 10
+		node = &roFile{t: t, mode: mode, render: func(context.Context) ([]byte, error) {
+			s, err := t.Registry.TokenSecret(token)
+			return []byte(s + "\n"), err
+		}}
+	case "uids":
+		k = 11
+		node = &roFile{t: t, mode: mode, render: d.renderUIDs}
+	default:
+		return nil, syscall.ENOENT
+	}
+	d.t.setAttr(ctx, "", fuse.S_IFREG|mode, &out.Attr)
+	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: tokenIno(d.number, k)}), 0
+}
+
+var _ = (fusefs.NodeReaddirer)((*adminTokenDir)(nil))
+
+func (d *adminTokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	return fusefs.NewListDirStream(entries(fuse.S_IFREG, adminTokenEntries...)), 0
+}
+
+func (d *adminTokenDir) renderMax(ctx context.Context) ([]byte, error) {
+	v, err := d.t.Registry.View(d.token)
+	return []byte(strconv.Itoa(v.Token.MaxDevices) + "\n"), err
+}
+
+func (d *adminTokenDir) setMax(ctx context.Context, command string) error {
+	n, err := strconv.Atoi(command)
+	if err != nil {
+		return &store.Error{Kind: store.KindInvalid, Msg: strconv.Quote(command) + " is not a device limit: write a number such as 5."}
+	}
+	return d.t.Registry.SetMaxDevices(d.token, n)
+}
+
+func (d *adminTokenDir) renderUIDs(ctx context.Context) ([]byte, error) {
+	v, err := d.t.Registry.View(d.token)
+	var b strings.Builder
+	for _, uid := range v.Token.UIDs {
+		b.WriteString(strconv.Itoa(uid) + "\n")
+	}
+	return []byte(b.String()), err
+}
