@@ -23,6 +23,7 @@ type config struct {
 	allowOther bool
 	readyFD    int
 	debug      bool
+	tokenFile  string
 
 	unitMiB        uint64
 	sampleInterval time.Duration
@@ -46,7 +47,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
 	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")
-	f.BoolVar(&c.allowOther, "allow-other", false, "let users other than the one running morehd use the mount")
+	f.BoolVar(&c.allowOther, "allow-other", true, "let users other than the one running morehd use the mount (each sees only their token)")
+	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
 	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
 	help := f.BoolP("help", "h", false, "show this help")

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +35,9 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(runToken(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -67,7 +72,15 @@ func serve(cfg config, log *slog.Logger) error {
 		return explainOpenError(cfg.db, err)
 	}
 	defer eng.Close()
-	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices})
+	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
+	if err != nil {
+		return fmt.Errorf("load the token key: %w", err)
+	}
+	shared, err := readTokenFile(cfg.tokenFile)
+	if err != nil {
+		return err
+	}
+	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared})
 	if err != nil {
 		return fmt.Errorf("open the state in %s: %w", cfg.db, err)
 	}
@@ -113,6 +126,22 @@ func serve(cfg config, log *slog.Logger) error {
 		log.Warn("the mount went away", "mount", cfg.mount)
 	}
 	return nil
+}
+
+// readTokenFile reads the secret of --token-file: its first line.
+func readTokenFile(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	secret, _, _ := strings.Cut(string(b), "\n")
+	if secret = strings.TrimSpace(secret); secret == "" || len(secret) > 4096 {
+		return "", fmt.Errorf("--token-file %s: the first line must hold the token (1 to 4096 bytes)", path)
+	}
+	return secret, nil
 }
 
 func explainOpenError(path string, err error) error {

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
+)
+
+func TestTokenCommand(t *testing.T) {
+	d := morehdtest.Start(t)
+	code, secret, stderr := runMorehd(t, "token", "add", "alice", "--max-devices", "2", "--mount", d.Mount)
+	if code != 0 || !strings.HasPrefix(secret, "mrh_") || len(secret) != 45 || stderr != "" {
+		t.Fatalf("token add: %d %q %q", code, secret, stderr)
+	}
+	if got := read(t, d.Path("admin", "tokens", "alice", "max_devices")); got != "2\n" {
+		t.Errorf("max_devices = %q", got)
+	}
+	if err := os.WriteFile(d.Path("token"), []byte(secret), 0); err != nil {
+		t.Fatalf("root binds to alice: %v", err)
+	}
+	if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runMorehd(t, "token", "list", "--mount", d.Mount)
+	want := "TOKEN                             DEVICES  UIDS\nalice                             1/2      0\ndefault                           0/5      -\n"
+	if code != 0 || out != want {
+		t.Errorf("token list:\n%s\nwant:\n%s", out, want)
+	}
+	code, _, stderr = runMorehd(t, "token", "rm", "alice", "--mount", d.Mount)
+	if code != 1 || !strings.Contains(stderr, "Token alice still has 1 devices: remove them first.") {
+		t.Errorf("token rm with a device: %d %q", code, stderr)
+	}
+	code, _, stderr = runMorehd(t, "token", "add", "Bad Name", "--mount", d.Mount)
+	if code != 1 || !strings.Contains(stderr, "is not a token name") {
+		t.Errorf("token add with a bad name: %d %q", code, stderr)
+	}
+	if code, _, _ := runMorehd(t, "token", "frobnicate", "--mount", d.Mount); code != 2 {
+		t.Errorf("token frobnicate: exit %d, want 2", code)
+	}
+	// The secret survives a restart: it derives from the node key.
+	d.Stop()
+	d.Restart()
+	if got := read(t, d.Path("admin", "tokens", "alice", "secret")); got != secret {
+		t.Errorf("secret after a restart = %q, want %q", got, secret)
+	}
+	if got, _ := os.Readlink(d.Path("devices")); got != "tokens/alice/devices" {
+		t.Errorf("root's binding after a restart: %q", got)
+	}
+	if strings.Contains(d.Log(), secret[4:]) {
+		t.Error("the daemon log shows a secret")
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	file := t.TempDir() + "/token"
+	if err := os.WriteFile(file, []byte("team-secret-1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := morehdtest.Start(t, "--token-file", file)
+	if err := os.WriteFile(d.Path("token"), []byte("team-secret-1234"), 0); err != nil {
+		t.Errorf("the shared token is rejected: %v", err)
+	}
+	if err := os.WriteFile(d.Path("token"), []byte("another"), 0); err == nil {
+		t.Error("a wrong secret is accepted")
+	}
+	if got, _ := os.Readlink(d.Path("devices")); got != "tokens/default/devices" {
+		t.Errorf("devices link = %q", got)
+	}
+}
