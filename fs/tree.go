@@ -43,21 +43,7 @@ const maxWrite = 4096
 
 // Mount serves the tree on dir and returns once the kernel answers on it.
 func Mount(dir string, cfg Config) (*fuse.Server, error) {
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Sampler == nil {
-		cfg.Sampler = gpu.NewSampler(cfg.Probe, time.Second, cfg.Log)
-	}
-	if cfg.Procs.Root == "" {
-		cfg.Procs.Root = "/proc"
-	}
-	if cfg.ResetGrace == 0 {
-		cfg.ResetGrace = 5 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	t := &tree{Config: cfg}
 	opts := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
@@ -83,6 +69,26 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 		return nil, err
 	}
 	return server, nil
+}
+
+// withDefaults fills in what the caller left out.
+func (cfg Config) withDefaults() Config {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sampler == nil {
+		cfg.Sampler = gpu.NewSampler(cfg.Probe, time.Second, cfg.Log)
+	}
+	if cfg.Procs.Root == "" {
+		cfg.Procs.Root = "/proc"
+	}
+	if cfg.ResetGrace == 0 {
+		cfg.ResetGrace = 5 * time.Second
+	}
+	return cfg
 }
 
 // callerToken returns the token the calling process is bound to.

@@ -50,7 +50,7 @@ func listDir(t *testing.T, path string) []string {
 
 func TestRootLayout(t *testing.T) {
 	tt := mountTree(t, store.Options{})
-	want := []string{"README", "admin", "current", "devices", "models", "pool", "status", "token", "tokens", "version"}
+	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "status", "token", "tokens", "version"}
 	if got := listDir(t, tt.dir); !slices.Equal(got, want) {
 		t.Fatalf("root lists %v, want %v", got, want)
 	}

@@ -1,0 +1,164 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// metric is one family of the Prometheus text exposition.
+type metric struct {
+	name, help string
+	samples    []sample
+}
+
+type sample struct {
+	labels string // already formatted: {a="b",c="d"}
+	value  float64
+}
+
+func (m *metric) add(value float64, kv ...string) {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(kv[i] + "=" + strconv.Quote(kv[i+1]))
+	}
+	labels := ""
+	if b.Len() > 0 {
+		labels = "{" + b.String() + "}"
+	}
+	m.samples = append(m.samples, sample{labels, value})
+}
+
+func writeMetrics(w io.Writer, families []*metric) error {
+	var b bytes.Buffer
+	for _, m := range families {
+		if len(m.samples) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", m.name, m.help, m.name)
+		for _, s := range m.samples {
+			b.WriteString(m.name + s.labels + " " + strconv.FormatFloat(s.value, 'g', -1, 64) + "\n")
+		}
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// renderMetrics is /moreh/metrics: gauges for devices, GPUs, tokens and the
+// pool, named after dcgm-exporter's where it has one. Root sees every
+// token; anyone else, their own.
+func (t *tree) renderMetrics(ctx context.Context) ([]byte, error) {
+	var tokens []string
+	if callerUID(ctx) == 0 {
+		all, err := t.Registry.Tokens()
+		if err != nil {
+			return nil, err
+		}
+		for _, tok := range all {
+			tokens = append(tokens, tok.Name)
+		}
+	} else {
+		own, err := t.callerToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tokens = []string{own}
+	}
+	var b bytes.Buffer
+	err := t.metrics(&b, tokens, callerUID(ctx) == 0)
+	return b.Bytes(), err
+}
+
+func (t *tree) metrics(w io.Writer, tokens []string, withPool bool) error {
+	var (
+		devUsed  = &metric{name: "moreh_device_memory_used_mib", help: "Memory used on the device's GPUs, in MiB."}
+		devTotal = &metric{name: "moreh_device_memory_total_mib", help: "Memory of the device's model, in MiB."}
+		devUtil  = &metric{name: "moreh_device_utilization_percent", help: "Mean utilisation of the device's GPUs while a job runs."}
+		devJob   = &metric{name: "moreh_device_job_running", help: "1 while a job runs on the device."}
+		tokDev   = &metric{name: "moreh_token_devices", help: "Devices the token holds."}
+		tokMax   = &metric{name: "moreh_token_max_devices", help: "The token's device limit."}
+		fbUsed   = &metric{name: "DCGM_FI_DEV_FB_USED", help: "Framebuffer memory used (in MiB)."}
+		fbFree   = &metric{name: "DCGM_FI_DEV_FB_FREE", help: "Framebuffer memory free (in MiB)."}
+		gpuUtil  = &metric{name: "DCGM_FI_DEV_GPU_UTIL", help: "GPU utilization (in %)."}
+		gpuBound = &metric{name: "moreh_gpu_bound", help: "1 while the GPU is bound to a device's job."}
+		units    = &metric{name: "moreh_pool_units_total", help: "64 GB units of the whole pool."}
+		free     = &metric{name: "moreh_pool_units_free", help: "64 GB units not bound to a job."}
+	)
+	for _, name := range tokens {
+		v, err := t.Registry.View(name)
+		if err != nil {
+			return err
+		}
+		tokDev.add(float64(len(v.Devices)), "token", name)
+		tokMax.add(float64(v.Token.MaxDevices), "token", name)
+		for _, d := range v.Devices {
+			u := t.usageOf(d, v.Jobs[d.ID])
+			labels := []string{"token", name, "device", formatUint(d.ID), "model", d.Model}
+			devUsed.add(float64(u.usedMiB), labels...)
+			devTotal.add(float64(u.totalMiB), labels...)
+			running := 0.0
+			if d.Job != 0 {
+				running = 1
+				devUtil.add(float64(u.utilization), labels...)
+			}
+			devJob.add(running, labels...)
+		}
+	}
+	if withPool {
+		pool, err := t.Registry.Pool()
+		if err != nil {
+			return err
+		}
+		snap := t.Sampler.Latest()
+		var total, unbound int
+		for _, g := range pool {
+			total += g.Units
+			device, bound := "", 0.0
+			if g.Job != 0 {
+				device, bound = formatUint(g.Device), 1
+			} else {
+				unbound += g.Units
+			}
+			labels := []string{"gpu", strconv.Itoa(g.Index), "UUID", g.UUID, "modelName", g.Name, "Hostname", g.Node, "device", device}
+			gpuBound.add(bound, labels...)
+			if r, ok := snap.Readings[g.Index]; ok && r.Err == nil {
+				fbUsed.add(float64(r.MemoryUsedMiB), labels...)
+				fbFree.add(float64(g.MemoryMiB-min(g.MemoryMiB, r.MemoryUsedMiB)), labels...)
+				gpuUtil.add(float64(r.Utilization), labels...)
+			}
+		}
+		units.add(float64(total))
+		free.add(float64(unbound))
+	}
+	return writeMetrics(w, []*metric{devUsed, devTotal, devUtil, devJob, tokDev, tokMax, fbUsed, fbFree, gpuUtil, gpuBound, units, free})
+}
+
+// MetricsHandler serves what /moreh/metrics shows root, for --metrics-addr.
+func MetricsHandler(cfg Config) http.Handler {
+	t := &tree{Config: cfg.withDefaults()}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokens, err := t.Registry.Tokens()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		names := make([]string, len(tokens))
+		for i, tok := range tokens {
+			names[i] = tok.Name
+		}
+		var b bytes.Buffer
+		if err := t.metrics(&b, names, true); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Write(b.Bytes())
+	})
+}
