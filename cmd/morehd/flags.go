@@ -15,15 +15,16 @@ import (
 
 // config is the daemon's settings from its flags.
 type config struct {
-	mount      string
-	db         string
-	gpus       string
-	maxDevices int
-	firstID    uint64
-	allowOther bool
-	readyFD    int
-	debug      bool
-	tokenFile  string
+	mount       string
+	db          string
+	gpus        string
+	maxDevices  int
+	firstID     uint64
+	allowOther  bool
+	readyFD     int
+	debug       bool
+	tokenFile   string
+	metricsAddr string
 
 	unitMiB        uint64
 	sampleInterval time.Duration
@@ -48,6 +49,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
 	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")
 	f.BoolVar(&c.allowOther, "allow-other", true, "let users other than the one running morehd use the mount (each sees only their token)")
+	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve the metrics over HTTP at this address (e.g. 127.0.0.1:9400), path /metrics")
 	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
 	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -103,10 +105,16 @@ func serve(cfg config, log *slog.Logger) error {
 	if err := prepareMountpoint(cfg.mount, log); err != nil {
 		return err
 	}
-	server, err := fs.Mount(cfg.mount, fs.Config{
+	tree := fs.Config{
 		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, ResetGrace: cfg.resetGrace,
 		Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
-	})
+	}
+	if cfg.metricsAddr != "" {
+		if err := serveMetrics(background, cfg.metricsAddr, fs.MetricsHandler(tree), log); err != nil {
+			return err
+		}
+	}
+	server, err := fs.Mount(cfg.mount, tree)
 	if err != nil {
 		return explainMountError(cfg.mount, err)
 	}
@@ -142,6 +150,21 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("--token-file %s: the first line must hold the token (1 to 4096 bytes)", path)
 	}
 	return secret, nil
+}
+
+// serveMetrics serves the metrics over HTTP on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return nil
 }
 
 func explainOpenError(path string, err error) error {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -67,5 +69,31 @@ func TestTokenFile(t *testing.T) {
 	}
 	if got, _ := os.Readlink(d.Path("devices")); got != "tokens/default/devices" {
 		t.Errorf("devices link = %q", got)
+	}
+}
+
+func TestMetricsAddr(t *testing.T) {
+	d := morehdtest.Start(t, "--metrics-addr", "127.0.0.1:0")
+	if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var addr string
+	for _, line := range strings.Split(d.Log(), "\n") {
+		if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
+			addr = a
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET metrics from %q: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	file := read(t, d.Path("metrics"))
+	if resp.StatusCode != 200 || string(body) != file {
+		t.Errorf("HTTP metrics (%d) differ from the metrics file:\n%s\n---\n%s", resp.StatusCode, body, file)
+	}
+	if !strings.Contains(file, `moreh_device_memory_total_mib{token="default",device="2026",model="Small.64GB"} 65520`) {
+		t.Errorf("metrics lack the device:\n%s", file)
 	}
 }
