@@ -224,3 +224,26 @@ func TestResetStopsTheJob(t *testing.T) {
 		t.Errorf("rmdir after reset: %v", err)
 	}
 }
+
+// TestAttachMovesTheProcess: a process is in one job at a time, as with
+// cgroups: attaching it to another device moves it.
+func TestAttachMovesTheProcess(t *testing.T) {
+	tt := mountTree(t, store.Options{})
+	first := mkdevice(t, tt, "Small.64GB")
+	second := mkdevice(t, tt, "Small.64GB")
+	pid, _ := startProc(t, 1)
+	for _, id := range []string{first, second} {
+		if err := writeFile(tt.path("devices", id, "procs"), strconv.Itoa(pid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readFile(t, tt.path("devices", first, "procs")); got != "" {
+		t.Errorf("the first device still lists the moved process: %q", got)
+	}
+	if got := readFile(t, tt.path("devices", first, "gpus")); got != "" {
+		t.Errorf("the first device's job did not end with its only process: gpus %q", got)
+	}
+	if got := readFile(t, tt.path("devices", second, "procs")); got != strconv.Itoa(pid)+"\n" {
+		t.Errorf("second procs = %q", got)
+	}
+}

@@ -54,7 +54,7 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	if _, err := reg.SetPool("test", gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
+	if _, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())

@@ -65,7 +65,7 @@ func formatUtilization(u int) string {
 
 func (t *tree) renderVersion(context.Context) ([]byte, error) {
 	v := t.Version
-	return []byte("moreh-smi " + v + "\nclient " + v + "\nserver " + v + "\n"), nil
+	return []byte("moreh-smi " + v + "\nclient " + v + "\nserver " + t.Server + "\n"), nil
 }
 
 func renderModels() []byte {
@@ -83,7 +83,7 @@ func (t *tree) tableView(token string, device uint64) (TableView, store.TokenVie
 	if err != nil {
 		return TableView{}, v, err
 	}
-	tv := TableView{Time: t.Now(), SMIVersion: t.Version, ClientVersion: t.Version, ServerVersion: t.Version}
+	tv := TableView{Time: t.Now(), SMIVersion: t.Version, ClientVersion: t.Version, ServerVersion: t.Server}
 	for _, d := range v.Devices {
 		if device != 0 && d.ID != device {
 			continue

@@ -24,6 +24,7 @@ type Config struct {
 	Procs      gpu.ProcFS    // the machine's processes, for jobs
 	ResetGrace time.Duration // between SIGTERM and SIGKILL when a job is reset
 	Version    string        // of this build: the client, the server and Moreh-SMI
+	Server     string        // the server's version when another one serves the state (etcd); else Version
 	AllowOther bool          // let every local user reach the mount
 	Log        *slog.Logger
 	Debug      bool // log every FUSE request
@@ -87,6 +88,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.ResetGrace == 0 {
 		cfg.ResetGrace = 5 * time.Second
+	}
+	if cfg.Server == "" {
+		cfg.Server = cfg.Version
 	}
 	return cfg
 }

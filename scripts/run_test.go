@@ -333,6 +333,11 @@ func TestRunWaitsForTheBusyPool(t *testing.T) {
 	if got := j2.stderr.String(); got != warning {
 		t.Fatalf("the waiting moreh-run printed %q, want %q", got, warning)
 	}
+	// While the pool stays full, moreh-run watches it instead of retrying
+	// the attach on every poll (each failed attach is a line in errors).
+	if n := strings.Count(read(t, d.Path("tokens", "default", "errors")), "Not enough resources"); n < 1 || n > 2 {
+		t.Errorf("errors holds %d EAGAIN lines after waiting under a second, want 1 or 2", n)
+	}
 
 	j1.stop(t)
 	if got, want := j2.line(t, 10*time.Second), second+" 0,1 0,1"; got != want {
@@ -347,6 +352,31 @@ func TestRunWaitsForTheBusyPool(t *testing.T) {
 	eventually(t, time.Second, "the second job's GPUs are back in the pool", func() bool {
 		return !poolHolds(t, d, second)
 	})
+}
+
+// A device removed while its moreh-run waits ends the wait.
+func TestRunWaitEndsWhenTheDeviceGoes(t *testing.T) {
+	t.Parallel()
+	d := morehdtest.Start(t, "--gpus", "sim:2x64GB")
+	small := addDevice(t, d, "Small.64GB")
+	medium := addDevice(t, d, "Medium.128GB")
+	startHolder(t, d, 10*time.Second, 1, "-i", small)
+	j := startRun(t, d, nil, "-i", medium, "bash", "-c", "echo ran")
+	eventually(t, 10*time.Second, "moreh-run waits", func() bool { return j.stderr.String() != "" })
+	if err := syscall.Rmdir(d.Path("devices", medium)); err != nil {
+		t.Fatal(err)
+	}
+	if ws := j.wait(t, 10*time.Second); ws.ExitStatus() != 1 {
+		t.Errorf("moreh-run ended with %v, want exit 1", j.cmd.ProcessState)
+	}
+	if l, ok := <-j.lines; ok {
+		t.Errorf("the command ran: %q", l)
+	}
+	wantErr := "[warning] Not enough resources are currently available. Waiting for device " + medium + " (Medium.128GB) ...\n" +
+		"Run failed. (Device " + medium + " does not exist.)\n"
+	if got := j.stderr.String(); got != wantErr {
+		t.Errorf("moreh-run printed %q, want %q", got, wantErr)
+	}
 }
 
 func TestRunPicksTheDevice(t *testing.T) {
@@ -375,7 +405,7 @@ func TestRunPicksTheDevice(t *testing.T) {
 				gpus := map[string]string{a: "0", b: "0,1"}[tc.id]
 				want(t, runShim(t, d, tc.env, args...), 0, tc.id+" "+gpus+" "+gpus+"\n", "")
 				// Each run ends with its process; the next may bind the same GPUs.
-				eventually(t, time.Second, "the GPUs are back in the pool", func() bool {
+				eventually(t, 5*time.Second, "the GPUs are back in the pool", func() bool {
 					return !poolHolds(t, d, tc.id)
 				})
 			}

@@ -52,6 +52,9 @@ func (e *boltEngine) View(fn func(Tx) error) error {
 
 func (e *boltEngine) Close() error { return e.db.Close() }
 
+// ServerVersion is empty: with bbolt the daemon itself is the server.
+func (e *boltEngine) ServerVersion() (string, error) { return "", nil }
+
 type boltTx struct{ tx *bolt.Tx }
 
 func (t boltTx) bucket(name []byte) *bolt.Bucket {
@@ -73,6 +76,8 @@ func (t boltTx) Get(bucket, key []byte) []byte {
 }
 
 func (t boltTx) Put(bucket, key, value []byte) error { return t.bucket(bucket).Put(key, value) }
+
+func (t boltTx) PutEphemeral(bucket, key, value []byte) error { return t.Put(bucket, key, value) }
 
 func (t boltTx) Delete(bucket, key []byte) error { return t.bucket(bucket).Delete(key) }
 

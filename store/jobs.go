@@ -1,21 +1,28 @@
 package store
 
 import (
+	"encoding/json"
 	"slices"
 	"sort"
 	"time"
 )
 
-// SetPool makes gpus the pool's GPUs of node, replacing what node had.
-// Jobs bound to a GPU that left are ended; their ids are returned.
-func (r *Registry) SetPool(node string, gpus []PoolGPU) (ended []uint64, err error) {
+// SetPool makes gpus the pool's GPUs of this node, replacing what it had;
+// on etcd they leave the pool with the node's lease. Jobs bound to a GPU
+// that left are ended; their ids are returned.
+func (r *Registry) SetPool(gpus []PoolGPU) (ended []uint64, err error) {
+	node := r.opts.Node
 	err = r.eng.Update(func(tx Tx) error {
 		ended = nil
 		keep := map[string]bool{}
 		for _, g := range gpus {
 			g.Node = node
 			keep[g.UUID] = true
-			if err := putJSON(tx, bucketGPUs, []byte(g.UUID), g); err != nil {
+			raw, err := json.Marshal(g)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutEphemeral(bucketGPUs, []byte(g.UUID), raw); err != nil {
 				return err
 			}
 		}
@@ -105,6 +112,10 @@ func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
 		if err != nil {
 			return err
 		}
+		// As with cgroups, a process is in one job: attaching moves it.
+		if err := r.detachElsewhere(tx, proc, d.Job); err != nil {
+			return err
+		}
 		if d.Job != 0 {
 			if job, err = loadJob(tx, d.Job); err != nil {
 				return err
@@ -118,7 +129,7 @@ func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
 		if err != nil {
 			return err
 		}
-		job = Job{ID: nextJobID(tx), Token: token, Device: id, Procs: []Proc{proc}, GPUs: gpus, Started: r.now().UTC()}
+		job = Job{ID: nextJobID(tx), Token: token, Device: id, Node: r.opts.Node, Procs: []Proc{proc}, GPUs: gpus, Started: r.now().UTC()}
 		for _, uuid := range gpus {
 			if err := tx.Put(bucketBindings, []byte(uuid), u64(job.ID)); err != nil {
 				return err
@@ -133,28 +144,76 @@ func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
 	return job, ioError(err)
 }
 
-// chooseGPUs picks free GPUs, in pool order, until they give the units of
-// the device's model.
+// detachElsewhere removes proc from every job but keep; a job left empty ends.
+func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64) error {
+	var others []Job
+	err := tx.ForEachPrefix(bucketJobs, nil, func(k, _ []byte) error {
+		j, err := loadJob(tx, fromU64(k))
+		if err == nil && j.ID != keep && slices.Contains(j.Procs, proc) {
+			others = append(others, j)
+		}
+		return err
+	})
+	for _, j := range others {
+		if j.Procs = slices.DeleteFunc(j.Procs, func(p Proc) bool { return p == proc }); len(j.Procs) == 0 {
+			err = endJob(tx, j.ID, r.now())
+		} else {
+			err = putJSON(tx, bucketJobs, u64(j.ID), j)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// chooseGPUs picks free GPUs worth the units of the device's model from as
+// few nodes as possible: the one node with the fewest free units that
+// suffice, else the nodes with the most free units first.
 func chooseGPUs(tx Tx, d Device) ([]string, error) {
 	m := d.ModelInfo()
 	pool, err := loadPool(tx)
 	if err != nil {
 		return nil, err
 	}
-	total, free := 0, 0
-	var picked []string
+	total := 0
+	free := map[string][]PoolEntry{} // node → free GPUs, in index order
+	freeUnits := map[string]int{}
+	var nodes []string
 	for _, g := range pool {
 		total += g.Units
-		if g.Job == 0 && g.Units > 0 && free < m.Units {
-			free += g.Units
-			picked = append(picked, g.UUID)
+		if g.Job != 0 || g.Units == 0 {
+			continue
 		}
+		if _, seen := free[g.Node]; !seen {
+			nodes = append(nodes, g.Node)
+		}
+		free[g.Node] = append(free[g.Node], g)
+		freeUnits[g.Node] += g.Units
 	}
 	switch {
 	case total < m.Units:
 		return nil, errorf(KindNoSpace, "Device %d (%s) needs %d GPU units; the whole pool has %d.", d.ID, m.Name, m.Units, total)
-	case free < m.Units:
+	case countFree(pool) < m.Units:
 		return nil, errorf(KindAgain, "Not enough resources are currently available: device %d (%s) needs %d GPU units, %d are free.", d.ID, m.Name, m.Units, countFree(pool))
+	}
+	sort.SliceStable(nodes, func(i, j int) bool { return freeUnits[nodes[i]] > freeUnits[nodes[j]] })
+	for i := len(nodes) - 1; i >= 0; i-- { // the smallest node that suffices alone
+		if freeUnits[nodes[i]] >= m.Units {
+			nodes = []string{nodes[i]}
+			break
+		}
+	}
+	var picked []string
+	units := 0
+	for _, node := range nodes {
+		for _, g := range free[node] {
+			if units >= m.Units {
+				return picked, nil
+			}
+			picked = append(picked, g.UUID)
+			units += g.Units
+		}
 	}
 	return picked, nil
 }

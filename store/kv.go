@@ -8,12 +8,17 @@ type Engine interface {
 	// View runs fn in one read-only transaction over a consistent snapshot.
 	View(fn func(Tx) error) error
 	Close() error
+	// ServerVersion names the engine's server, for the version file.
+	ServerVersion() (string, error)
 }
 
 // Tx is one transaction. Buckets are flat namespaces of byte-string keys.
 type Tx interface {
 	Get(bucket, key []byte) []byte
 	Put(bucket, key, value []byte) error
+	// PutEphemeral is Put for a key that lives only as long as this node's
+	// daemon: on etcd it is bound to the node's lease; bbolt keeps it.
+	PutEphemeral(bucket, key, value []byte) error
 	Delete(bucket, key []byte) error
 	// ForEachPrefix calls fn for every key in bucket starting with prefix,
 	// in byte order, stopping at fn's first error.

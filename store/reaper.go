@@ -23,8 +23,33 @@ func (r *Registry) Reap(pt ProcessTable) ([]Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	pool, err := r.Pool()
+	if err != nil {
+		return nil, err
+	}
+	inPool := map[string]bool{}
+	for _, g := range pool {
+		inPool[g.UUID] = true
+	}
+	inJob := map[Proc]bool{}
+	for _, j := range jobs {
+		for _, p := range j.Procs {
+			inJob[p] = true
+		}
+	}
 	var ended []Job
 	for _, j := range jobs {
+		if slices.ContainsFunc(j.GPUs, func(uuid string) bool { return !inPool[uuid] }) {
+			// A GPU left the pool with its node: the job cannot go on.
+			if err := r.EndJob(j.ID); err != nil && KindOf(err) != KindNoProcess {
+				return ended, err
+			}
+			ended = append(ended, j)
+			continue
+		}
+		if j.Node != r.opts.Node && j.Node != "" {
+			continue // its processes are another node's to watch
+		}
 		var alive, dead []Proc
 		for _, p := range j.Procs {
 			if pt.Alive(p) {
@@ -35,7 +60,7 @@ func (r *Registry) Reap(pt ProcessTable) ([]Job, error) {
 		}
 		var born []Proc
 		for _, p := range pt.Descendants(alive) {
-			if !slices.Contains(j.Procs, p) {
+			if !inJob[p] { // a child attached to another device belongs there
 				born = append(born, p)
 			}
 		}
@@ -99,6 +124,9 @@ func (r *Registry) WatchJobs(ctx context.Context, every, idleTimeout time.Durati
 			for _, d := range removed {
 				log.Info("idle device removed", "token", d.Token, "id", d.ID, "idle_timeout", idleTimeout)
 			}
+		}
+		if err := r.countSecretTokens(); err != nil {
+			log.Error("counting tokens", "err", err)
 		}
 		if onTick != nil {
 			if jobs, err := r.Jobs(); err == nil {

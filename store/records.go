@@ -50,6 +50,7 @@ type Job struct {
 	ID      uint64    `json:"id"`
 	Token   string    `json:"token"`
 	Device  uint64    `json:"device"`
+	Node    string    `json:"node"` // where its processes run
 	Procs   []Proc    `json:"procs"`
 	GPUs    []string  `json:"gpus"` // UUIDs, bound for as long as the job runs
 	Started time.Time `json:"started"`

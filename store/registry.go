@@ -15,6 +15,7 @@ type Options struct {
 	DefaultToken string // the token every caller is bound to; default "default"
 	Key          []byte // the node key that token secrets derive from (LoadKey)
 	SharedSecret string // --token-file: the default token's secret, and every caller bound to it
+	Node         string // this machine's name in the pool; default "local"
 }
 
 // Registry holds tokens and their devices and enforces every rule on them.
@@ -39,6 +40,9 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 	}
 	if opts.DefaultToken == "" {
 		opts.DefaultToken = "default"
+	}
+	if opts.Node == "" {
+		opts.Node = "local"
 	}
 	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
 	err := eng.Update(func(tx Tx) error {
@@ -68,6 +72,13 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 	}
 	return r, r.countSecretTokens()
 }
+
+// Node is this machine's name in the pool.
+func (r *Registry) Node() string { return r.opts.Node }
+
+// ServerVersion is the store server's version, or "" when the daemon is its
+// own server (bbolt).
+func (r *Registry) ServerVersion() (string, error) { return r.eng.ServerVersion() }
 
 // DefaultMaxDevices is the device limit a new token starts with.
 func (r *Registry) DefaultMaxDevices() int { return r.opts.MaxDevices }

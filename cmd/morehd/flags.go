@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,14 @@ type config struct {
 	debug       bool
 	tokenFile   string
 	metricsAddr string
+	node        string
+
+	store         string
+	etcdEndpoints []string
+	etcdCACert    string
+	etcdCert      string
+	etcdKey       string
+	etcdLeaseTTL  time.Duration
 
 	unitMiB        uint64
 	sampleInterval time.Duration
@@ -49,6 +59,14 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
 	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")
 	f.BoolVar(&c.allowOther, "allow-other", true, "let users other than the one running morehd use the mount (each sees only their token)")
+	host, _ := os.Hostname()
+	f.StringVar(&c.node, "node", host, "this machine's name in the pool")
+	f.StringVar(&c.store, "store", "bolt", "state store: bolt (one machine) or etcd (a pool shared by several)")
+	f.StringSliceVar(&c.etcdEndpoints, "etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, comma-separated (--store etcd)")
+	f.StringVar(&c.etcdCACert, "etcd-cacert", "", "CA certificate that signed etcd's (enables TLS)")
+	f.StringVar(&c.etcdCert, "etcd-cert", "", "client certificate for etcd")
+	f.StringVar(&c.etcdKey, "etcd-key", "", "client key for etcd")
+	f.DurationVar(&c.etcdLeaseTTL, "etcd-lease-ttl", 10*time.Second, "how long a dead node's GPUs stay in the pool (--store etcd)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve the metrics over HTTP at this address (e.g. 127.0.0.1:9400), path /metrics")
 	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
 	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
@@ -70,6 +88,14 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected argument %q: morehd takes only flags", f.Arg(0))
 	case c.maxDevices < 1:
 		return c, fmt.Errorf("--max-devices must be at least 1, not %d", c.maxDevices)
+	case c.store != "bolt" && c.store != "etcd":
+		return c, fmt.Errorf("--store must be bolt or etcd, not %q", c.store)
+	case c.store == "etcd" && len(c.etcdEndpoints) == 0:
+		return c, fmt.Errorf("--store etcd needs --etcd-endpoints")
+	case c.etcdLeaseTTL < time.Second:
+		return c, fmt.Errorf("--etcd-lease-ttl must be at least 1s")
+	case c.node == "":
+		return c, fmt.Errorf("--node must not be empty")
 	case c.unitMiB < 1:
 		return c, fmt.Errorf("--unit-mib must be at least 1")
 	case c.sampleInterval < 10*time.Millisecond:
@@ -95,4 +121,30 @@ func defaultDB() string {
 		dir = filepath.Join(home, ".local", "state")
 	}
 	return filepath.Join(dir, "moreh", "moreh.db")
+}
+
+// etcdTLS builds the TLS settings of the etcd flags, or nil without them.
+func (c config) etcdTLS() (*tls.Config, error) {
+	if c.etcdCACert == "" && c.etcdCert == "" && c.etcdKey == "" {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.etcdCACert != "" {
+		pem, err := os.ReadFile(c.etcdCACert)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cacert: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--etcd-cacert %s holds no PEM certificate", c.etcdCACert)
+		}
+	}
+	if c.etcdCert != "" || c.etcdKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.etcdCert, c.etcdKey)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
 }

@@ -69,9 +69,9 @@ func serve(cfg config, log *slog.Logger) error {
 	defer probe.Close()
 	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
 
-	eng, err := store.OpenBolt(cfg.db, 2*time.Second)
+	eng, err := openEngine(cfg)
 	if err != nil {
-		return explainOpenError(cfg.db, err)
+		return err
 	}
 	defer eng.Close()
 	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
@@ -82,13 +82,12 @@ func serve(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared})
+	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
 	if err != nil {
-		return fmt.Errorf("open the state in %s: %w", cfg.db, err)
+		return fmt.Errorf("open the state: %w", err)
 	}
 
-	node, _ := os.Hostname()
-	ended, err := reg.SetPool(node, gpu.PoolGPUs(probe.GPUs(), cfg.unitMiB))
+	ended, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), cfg.unitMiB))
 	if err != nil {
 		return fmt.Errorf("register the GPU pool: %w", err)
 	}
@@ -105,8 +104,12 @@ func serve(cfg config, log *slog.Logger) error {
 	if err := prepareMountpoint(cfg.mount, log); err != nil {
 		return err
 	}
+	serverVersion, err := reg.ServerVersion()
+	if err != nil {
+		log.Warn("store server version", "err", err)
+	}
 	tree := fs.Config{
-		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, ResetGrace: cfg.resetGrace,
+		Server: serverVersion, Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, ResetGrace: cfg.resetGrace,
 		Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
 	}
 	if cfg.metricsAddr != "" {
@@ -114,7 +117,7 @@ func serve(cfg config, log *slog.Logger) error {
 			return err
 		}
 	}
-	server, err := fs.Mount(cfg.mount, tree)
+	mount, err := fs.Mount(cfg.mount, tree)
 	if err != nil {
 		return explainMountError(cfg.mount, err)
 	}
@@ -124,11 +127,11 @@ func serve(cfg config, log *slog.Logger) error {
 	defer stop()
 	signalReady(cfg.readyFD, log)
 	done := make(chan struct{})
-	go func() { server.Wait(); close(done) }()
+	go func() { mount.Wait(); close(done) }()
 	select {
 	case <-ctx.Done():
 		log.Info("stopping", "mount", cfg.mount)
-		unmount(server, cfg.mount, log)
+		unmount(mount, cfg.mount, log)
 		<-done
 	case <-done:
 		log.Warn("the mount went away", "mount", cfg.mount)
@@ -165,6 +168,26 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Lo
 	go func() { <-ctx.Done(); srv.Close() }()
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	return nil
+}
+
+// openEngine opens the store that --store names.
+func openEngine(cfg config) (store.Engine, error) {
+	if cfg.store == "bolt" {
+		eng, err := store.OpenBolt(cfg.db, 2*time.Second)
+		if err != nil {
+			return nil, explainOpenError(cfg.db, err)
+		}
+		return eng, nil
+	}
+	tlsConfig, err := cfg.etcdTLS()
+	if err != nil {
+		return nil, err
+	}
+	eng, err := store.OpenEtcd(store.EtcdConfig{Endpoints: cfg.etcdEndpoints, TLS: tlsConfig, LeaseTTL: cfg.etcdLeaseTTL})
+	if err != nil {
+		return nil, fmt.Errorf("%w (check --etcd-endpoints and the TLS flags)", err)
+	}
+	return eng, nil
 }
 
 func explainOpenError(path string, err error) error {

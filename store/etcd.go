@@ -1,0 +1,255 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// EtcdConfig says how to reach the etcd cluster that several morehd share.
+type EtcdConfig struct {
+	Endpoints []string
+	TLS       *tls.Config   // nil for plain connections
+	Prefix    string        // key prefix; default "/moreh/"
+	LeaseTTL  time.Duration // how long a dead node's GPUs stay in the pool; default 10s
+	Timeout   time.Duration // per request; default 5s
+}
+
+// etcdEngine is the Engine of a pool that spans machines. Writers take one
+// cluster-wide lock (as bbolt has one writer) and commit with a transaction
+// guarded by still holding it, so every rule holds across nodes.
+type etcdEngine struct {
+	cli     *clientv3.Client
+	session *concurrency.Session // this node's lease: ephemeral keys die with it
+	lock    *concurrency.Mutex
+	local   sync.Mutex // concurrency.Mutex serves one goroutine at a time
+	prefix  string
+	timeout time.Duration
+}
+
+var _ Engine = (*etcdEngine)(nil)
+
+// OpenEtcd connects to etcd and starts this node's lease.
+func OpenEtcd(cfg EtcdConfig) (Engine, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/moreh/"
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: cfg.TLS, DialTimeout: cfg.Timeout})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	if _, err := cli.Status(ctx, cfg.Endpoints[0]); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd at %v does not answer: %w", cfg.Endpoints, err)
+	}
+	session, err := concurrency.NewSession(cli, concurrency.WithTTL(int(cfg.LeaseTTL.Seconds())))
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return &etcdEngine{
+		cli: cli, session: session, prefix: cfg.Prefix, timeout: cfg.Timeout,
+		lock: concurrency.NewMutex(session, cfg.Prefix+"lock"),
+	}, nil
+}
+
+func (e *etcdEngine) key(bucket, key []byte) string {
+	return e.prefix + string(bucket) + "/" + string(key)
+}
+
+func (e *etcdEngine) Update(fn func(Tx) error) error {
+	e.local.Lock()
+	defer e.local.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	if err := e.lock.Lock(ctx); err != nil {
+		return fmt.Errorf("etcd: take the store lock: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+		defer cancel()
+		e.lock.Unlock(ctx)
+	}()
+	tx := &etcdTx{e: e, ctx: ctx, writes: map[string]*clientv3.Op{}}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if len(tx.order) == 0 {
+		return nil
+	}
+	ops := make([]clientv3.Op, len(tx.order))
+	for i, k := range tx.order {
+		ops[i] = *tx.writes[k]
+	}
+	resp, err := e.cli.Txn(ctx).If(e.lock.IsOwner()).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("etcd: commit: %w", err)
+	}
+	if !resp.Succeeded {
+		return errors.New("etcd: lost the store lock before committing")
+	}
+	return nil
+}
+
+func (e *etcdEngine) View(fn func(Tx) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	return fn(&etcdTx{e: e, ctx: ctx, readOnly: true})
+}
+
+func (e *etcdEngine) Close() error {
+	e.session.Close() // revokes the lease: this node's GPUs leave at once
+	return e.cli.Close()
+}
+
+// ServerVersion is the etcd cluster's version.
+func (e *etcdEngine) ServerVersion() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	for _, ep := range e.cli.Endpoints() {
+		if st, err := e.cli.Status(ctx, ep); err == nil {
+			return "etcd " + st.Version, nil
+		}
+	}
+	return "", errors.New("etcd: no endpoint answers")
+}
+
+// etcdTx reads at one revision (fixed by its first read) and buffers its
+// writes until Update commits them in one transaction.
+type etcdTx struct {
+	e        *etcdEngine
+	ctx      context.Context
+	readOnly bool
+	rev      int64
+	writes   map[string]*clientv3.Op // key → put or delete; nil-valued Op.ValueBytes for deletes
+	order    []string
+	deleted  map[string]bool
+	values   map[string][]byte
+	failed   error
+}
+
+func (t *etcdTx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if t.rev != 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	resp, err := t.e.cli.Get(t.ctx, key, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	return resp, nil
+}
+
+// Get returns nil when etcd cannot be read: the next write or the commit
+// reports the failure.
+func (t *etcdTx) Get(bucket, key []byte) []byte {
+	k := t.e.key(bucket, key)
+	if v, ok := t.values[k]; ok {
+		return bytes.Clone(v)
+	}
+	if t.deleted[k] {
+		return nil
+	}
+	resp, err := t.get(k)
+	if err != nil {
+		t.failed = err
+		return nil
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	return resp.Kvs[0].Value
+}
+
+func (t *etcdTx) write(k string, op clientv3.Op, value []byte, del bool) error {
+	if t.failed != nil {
+		return t.failed
+	}
+	if t.readOnly {
+		return errors.New("store: write in a read-only transaction")
+	}
+	if t.values == nil {
+		t.values, t.deleted = map[string][]byte{}, map[string]bool{}
+	}
+	if _, seen := t.writes[k]; !seen {
+		t.order = append(t.order, k)
+	}
+	t.writes[k] = &op
+	if del {
+		delete(t.values, k)
+		t.deleted[k] = true
+	} else {
+		t.values[k] = bytes.Clone(value)
+		delete(t.deleted, k)
+	}
+	return nil
+}
+
+func (t *etcdTx) Put(bucket, key, value []byte) error {
+	k := t.e.key(bucket, key)
+	return t.write(k, clientv3.OpPut(k, string(value)), value, false)
+}
+
+func (t *etcdTx) PutEphemeral(bucket, key, value []byte) error {
+	k := t.e.key(bucket, key)
+	return t.write(k, clientv3.OpPut(k, string(value), clientv3.WithLease(t.e.session.Lease())), value, false)
+}
+
+func (t *etcdTx) Delete(bucket, key []byte) error {
+	k := t.e.key(bucket, key)
+	return t.write(k, clientv3.OpDelete(k), nil, true)
+}
+
+// ForEachPrefix merges the stored keys with this transaction's own writes.
+func (t *etcdTx) ForEachPrefix(bucket, prefix []byte, fn func(k, v []byte) error) error {
+	if t.failed != nil {
+		return t.failed
+	}
+	base := t.e.key(bucket, nil)
+	full := base + string(prefix)
+	resp, err := t.get(full, clientv3.WithPrefix())
+	if err != nil {
+		return err
+	}
+	merged := map[string][]byte{}
+	for _, kv := range resp.Kvs {
+		merged[string(kv.Key)] = kv.Value
+	}
+	for k, v := range t.values {
+		if len(k) >= len(full) && k[:len(full)] == full {
+			merged[k] = v
+		}
+	}
+	for k := range t.deleted {
+		delete(merged, k)
+	}
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn([]byte(k[len(base):]), bytes.Clone(merged[k])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
