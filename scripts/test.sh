@@ -49,3 +49,5 @@ done
 
 echo "== tests"
 go test -race -count=1 ./...
+echo "== the store suite against etcd"
+MOREH_STORE_BACKEND=etcd go test -race -count=1 ./store/

@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
 )
 
 // EtcdConfig says how to reach the etcd cluster that several morehd share.
@@ -33,6 +34,7 @@ type etcdEngine struct {
 	local   sync.Mutex // concurrency.Mutex serves one goroutine at a time
 	prefix  string
 	timeout time.Duration
+	closed  sync.Once
 }
 
 var _ Engine = (*etcdEngine)(nil)
@@ -48,7 +50,10 @@ func OpenEtcd(cfg EtcdConfig) (Engine, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: cfg.TLS, DialTimeout: cfg.Timeout})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: cfg.Endpoints, TLS: cfg.TLS, DialTimeout: cfg.Timeout,
+		Logger: zap.NewNop(), // failures reach the daemon's log as errors of the calls
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +119,12 @@ func (e *etcdEngine) View(fn func(Tx) error) error {
 }
 
 func (e *etcdEngine) Close() error {
-	e.session.Close() // revokes the lease: this node's GPUs leave at once
-	return e.cli.Close()
+	var err error
+	e.closed.Do(func() {
+		e.session.Close() // revokes the lease: this node's GPUs leave at once
+		err = e.cli.Close()
+	})
+	return err
 }
 
 // ServerVersion is the etcd cluster's version.
