@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,15 +96,26 @@ func (d *deviceDir) renderGPUs(ctx context.Context) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// renderEnv gives the variables a program needs to see the bound GPUs.
+// renderEnv gives the variables a program needs to see the bound GPUs:
+// this node's by index, and, when the job spans nodes, the host list a
+// multi-node launcher needs.
 func (d *deviceDir) renderEnv(ctx context.Context) ([]byte, error) {
 	bound, err := d.boundGPUs()
-	var idx []string
+	var idx, hosts []string
 	for _, g := range bound {
-		idx = append(idx, strconv.Itoa(g.Index))
+		if g.Node == d.t.Registry.Node() {
+			idx = append(idx, strconv.Itoa(g.Index))
+		}
+		if !slices.Contains(hosts, g.Node) {
+			hosts = append(hosts, g.Node)
+		}
 	}
 	visible := strings.Join(idx, ",")
-	return []byte("CUDA_VISIBLE_DEVICES=" + visible + "\nHIP_VISIBLE_DEVICES=" + visible + "\nMOREH_DEVICE=" + formatUint(d.id) + "\n"), err
+	env := "CUDA_VISIBLE_DEVICES=" + visible + "\nHIP_VISIBLE_DEVICES=" + visible + "\nMOREH_DEVICE=" + formatUint(d.id) + "\n"
+	if len(hosts) > 1 {
+		env += "MOREH_HOSTS=" + strings.Join(hosts, ",") + "\n"
+	}
+	return []byte(env), err
 }
 
 // renderPool is /moreh/pool: one line per GPU,

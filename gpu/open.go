@@ -13,11 +13,13 @@ var (
 )
 
 // Open returns the backend named by spec (the --gpus flag) and a one-line note
-// for the log saying which backend answers and why the others did not.
-func Open(spec string) (p Probe, note string, err error) {
+// for the log saying which backend answers and why the others did not. node
+// names the simulated GPUs, which need UUIDs unique across a cluster as
+// real GPUs have.
+func Open(spec, node string) (p Probe, note string, err error) {
 	switch {
 	case spec == "auto" || spec == "":
-		return openAuto()
+		return openAuto(node)
 	case spec == "nvml":
 		return openOne(openNVML)
 	case spec == "amdgpu":
@@ -25,7 +27,7 @@ func Open(spec string) (p Probe, note string, err error) {
 	case spec == "none":
 		return noneProbe{}, "GPU probe disabled: the pool is empty", nil
 	case spec == "sim" || strings.HasPrefix(spec, "sim:"):
-		p, err = NewSim(spec)
+		p, err = NewSimOn(spec, node)
 		return p, "using the simulated pool " + spec, err
 	}
 	return nil, "", fmt.Errorf("unknown --gpus %q: use auto, nvml, amdgpu, sim[:N[xSIZE]] or none", spec)
@@ -41,7 +43,7 @@ func openOne(open func() (Probe, error)) (Probe, string, error) {
 }
 
 // openAuto tries the hardware backends in order, then the simulated pool.
-func openAuto() (Probe, string, error) {
+func openAuto(node string) (Probe, string, error) {
 	var why []string
 	for _, open := range []func() (Probe, error){openNVML, openAMDGPU} {
 		p, err := open()
@@ -50,7 +52,7 @@ func openAuto() (Probe, string, error) {
 		}
 		why = append(why, oneLine(err.Error()))
 	}
-	p, err := NewSim(DefaultSimSpec)
+	p, err := NewSimOn(DefaultSimSpec, node)
 	return p, strings.Join(append(why, "using the simulated pool "+DefaultSimSpec), "; "), err
 }
 

@@ -44,7 +44,7 @@ func failing(msg string) func() (Probe, error) {
 func TestOpenAutoPrefersNVML(t *testing.T) {
 	for _, spec := range []string{"auto", ""} {
 		b := stubBackends(t, working(fakeNVML{}), failing("amdgpu: must not be tried"))
-		p, note, err := Open(spec)
+		p, note, err := Open(spec, "")
 		if err != nil || p.Name() != "nvml" || note != "using nvml: 2 GPUs" {
 			t.Errorf("Open(%q) = %v, %q, %v", spec, p, note, err)
 		}
@@ -57,7 +57,7 @@ func TestOpenAutoFallsBackToAMDGPU(t *testing.T) {
 	root := fakeSysfs(t)
 	b := stubBackends(t, failing("nvml: init: ERROR_LIBRARY_NOT_FOUND"),
 		func() (Probe, error) { return NewAMDGPU(root) })
-	p, note, err := Open("auto")
+	p, note, err := Open("auto", "")
 	if err != nil || p.Name() != "amdgpu" || len(p.GPUs()) != 2 {
 		t.Fatalf("Open(auto) = %v, %v", p, err)
 	}
@@ -72,7 +72,7 @@ func TestOpenAutoFallsBackToSim(t *testing.T) {
 	empty := t.TempDir()
 	b := stubBackends(t, failing("nvml: init: ERROR_LIBRARY_NOT_FOUND\n(libnvidia-ml.so.1)"),
 		func() (Probe, error) { return NewAMDGPU(empty) })
-	p, note, err := Open("auto")
+	p, note, err := Open("auto", "")
 	if err != nil || p.Name() != "sim" || len(p.GPUs()) != 192 {
 		t.Fatalf("Open(auto) = %v, %v", p, err)
 	}
@@ -89,23 +89,23 @@ func TestOpenAutoFallsBackToSim(t *testing.T) {
 func TestOpenExplicit(t *testing.T) {
 	root := fakeSysfs(t)
 	b := stubBackends(t, failing("nvml: init: ERROR_DRIVER_NOT_LOADED"), func() (Probe, error) { return NewAMDGPU(root) })
-	if p, note, err := Open("nvml"); p != nil || err == nil || err.Error() != "nvml: init: ERROR_DRIVER_NOT_LOADED" || note != "" {
+	if p, note, err := Open("nvml", ""); p != nil || err == nil || err.Error() != "nvml: init: ERROR_DRIVER_NOT_LOADED" || note != "" {
 		t.Errorf("Open(nvml) = %v, %q, %v; want nvml's error", p, note, err)
 	}
 	b.want(t, "nvml", "nvml")
 
 	b.calls = nil
-	if p, note, err := Open("amdgpu"); err != nil || p.Name() != "amdgpu" || note != "using amdgpu: 2 GPUs" {
+	if p, note, err := Open("amdgpu", ""); err != nil || p.Name() != "amdgpu" || note != "using amdgpu: 2 GPUs" {
 		t.Errorf("Open(amdgpu) = %v, %q, %v", p, note, err)
 	}
 	b.want(t, "amdgpu", "amdgpu")
 
 	b = stubBackends(t, working(fakeNVML{}), failing("amdgpu: no GPU with mem_info_vram_total under /sys/class/drm"))
-	if p, _, err := Open("amdgpu"); p != nil || err == nil || !strings.HasPrefix(err.Error(), "amdgpu: no GPU") {
+	if p, _, err := Open("amdgpu", ""); p != nil || err == nil || !strings.HasPrefix(err.Error(), "amdgpu: no GPU") {
 		t.Errorf("Open(amdgpu) = %v, %v; want amdgpu's error", p, err)
 	}
 	b.want(t, "amdgpu", "amdgpu")
-	if p, note, err := Open("nvml"); err != nil || p.Name() != "nvml" || note != "using nvml: 2 GPUs" {
+	if p, note, err := Open("nvml", ""); err != nil || p.Name() != "nvml" || note != "using nvml: 2 GPUs" {
 		t.Errorf("Open(nvml) = %v, %q, %v", p, note, err)
 	}
 }
@@ -113,7 +113,7 @@ func TestOpenExplicit(t *testing.T) {
 // TestOpenNone: an empty pool named none, with no hardware touched.
 func TestOpenNone(t *testing.T) {
 	b := stubBackends(t, failing("nvml: must not be tried"), failing("amdgpu: must not be tried"))
-	p, note, err := Open("none")
+	p, note, err := Open("none", "")
 	if err != nil || p.Name() != "none" || len(p.GPUs()) != 0 || note != "GPU probe disabled: the pool is empty" {
 		t.Fatalf("Open(none) = %v, %q, %v", p, note, err)
 	}
@@ -122,7 +122,7 @@ func TestOpenNone(t *testing.T) {
 	if len(rs) != 0 || len(ps) != 0 || err1 != nil || err2 != nil || p.Close() != nil {
 		t.Errorf("none probe answered %v, %v, %v, %v", rs, ps, err1, err2)
 	}
-	if p, note, err := Open("sim:3"); err != nil || len(p.GPUs()) != 3 || note != "using the simulated pool sim:3" {
+	if p, note, err := Open("sim:3", ""); err != nil || len(p.GPUs()) != 3 || note != "using the simulated pool sim:3" {
 		t.Errorf("Open(sim:3) = %v, %q, %v", p, note, err)
 	}
 	b.want(t, "none, sim:3")
@@ -131,7 +131,7 @@ func TestOpenNone(t *testing.T) {
 func TestOpenUnknown(t *testing.T) {
 	b := stubBackends(t, working(fakeNVML{}), working(fakeNVML{}))
 	for _, spec := range []string{"cuda", "NVML", "Auto", " auto", "nvml:0", "amd", "nonee"} {
-		p, _, err := Open(spec)
+		p, _, err := Open(spec, "")
 		want := `unknown --gpus "` + spec + `": use auto, nvml, amdgpu, sim[:N[xSIZE]] or none`
 		if p != nil || err == nil || err.Error() != want {
 			t.Errorf("Open(%q) = %v, %v; want %q", spec, p, err, want)

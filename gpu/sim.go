@@ -40,7 +40,10 @@ type Assigner interface {
 
 // NewSim parses "sim", "sim:N" or "sim:NxSIZE" (SIZE in GB or MiB, e.g. 80GB,
 // 81920MiB) and returns a pool of N identical simulated GPUs.
-func NewSim(spec string) (Probe, error) {
+func NewSim(spec string) (Probe, error) { return NewSimOn(spec, "") }
+
+// NewSimOn is NewSim for a named node: its GPUs' UUIDs carry the name.
+func NewSimOn(spec, node string) (Probe, error) {
 	count, size, err := ParseSimSpec(spec)
 	if err != nil {
 		return nil, err
@@ -49,7 +52,7 @@ func NewSim(spec string) (Probe, error) {
 	for i := 0; i < count; i++ {
 		p.gpus = append(p.gpus, GPU{
 			Index:          i,
-			UUID:           fmt.Sprintf("SIM-%08d", i),
+			UUID:           simUUID(node, i),
 			Name:           "Simulated GPU",
 			MemoryTotalMiB: size,
 		})
@@ -170,3 +173,11 @@ func (p *simProbe) read() ([]Process, map[int]int) {
 const clockTicks = 100
 
 func (p *simProbe) Close() error { return nil }
+
+// simUUID names simulated GPU i of node, as unique as a real GPU's UUID.
+func simUUID(node string, i int) string {
+	if node == "" {
+		return fmt.Sprintf("SIM-%08d", i)
+	}
+	return fmt.Sprintf("SIM-%s-%08d", node, i)
+}

@@ -140,7 +140,7 @@ func TestOpen(t *testing.T) {
 		spec  string
 		count int
 	}{{"auto", 192}, {"", 192}, {"none", 0}, {"sim", 192}, {"sim:3", 3}} {
-		p, note, err := Open(c.spec)
+		p, note, err := Open(c.spec, "")
 		if err != nil {
 			t.Fatalf("Open(%q): %v", c.spec, err)
 		}
@@ -156,7 +156,7 @@ func TestOpen(t *testing.T) {
 		}
 	}
 	for _, spec := range []string{"sim:0", "nvml-ish", "cuda", "sim:8x"} {
-		if p, _, err := Open(spec); err == nil {
+		if p, _, err := Open(spec, ""); err == nil {
 			t.Errorf("Open(%q) = %v, want an error", spec, p)
 		}
 	}

@@ -92,7 +92,7 @@ func (e *etcdEngine) Update(fn func(Tx) error) error {
 		e.lock.Unlock(ctx)
 	}()
 	tx := &etcdTx{e: e, ctx: ctx, writes: map[string]*clientv3.Op{}}
-	if err := fn(tx); err != nil {
+	if err := tx.result(fn(tx)); err != nil {
 		return err
 	}
 	if len(tx.order) == 0 {
@@ -115,7 +115,17 @@ func (e *etcdEngine) Update(fn func(Tx) error) error {
 func (e *etcdEngine) View(fn func(Tx) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
-	return fn(&etcdTx{e: e, ctx: ctx, readOnly: true})
+	tx := &etcdTx{e: e, ctx: ctx, readOnly: true}
+	return tx.result(fn(tx))
+}
+
+// result prefers a failed read to what fn made of it: a Get that could not
+// reach etcd looks like a missing key to fn.
+func (t *etcdTx) result(err error) error {
+	if t.failed != nil {
+		return t.failed
+	}
+	return err
 }
 
 func (e *etcdEngine) Close() error {

@@ -13,9 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/moreh-io/moreh/fs"
 	"github.com/moreh-io/moreh/gpu"
@@ -54,7 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if err := serve(cfg, log); err != nil {
-		fmt.Fprintf(stderr, "morehd: %v\n", err)
+		// One line, whatever a library's message holds: each names its fix.
+		fmt.Fprintf(stderr, "morehd: %s\n", strings.TrimSpace(strings.NewReplacer("\r", " ", "\n", " ").Replace(err.Error())))
 		return exitRuntime
 	}
 	return exitOK
@@ -62,18 +66,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // serve mounts the tree and blocks until SIGINT or SIGTERM unmounts it.
 func serve(cfg config, log *slog.Logger) error {
-	probe, note, err := gpu.Open(cfg.gpus)
+	probe, note, err := gpu.Open(cfg.gpus, cfg.node)
 	if err != nil {
 		return err
 	}
 	defer probe.Close()
-	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
 
 	eng, err := openEngine(cfg)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	// Start-up faults of the state file and the mountpoint end the daemon
+	// with their one line, before it logs anything.
+	if err := prepareMountpoint(cfg.mount, log); err != nil {
+		return err
+	}
+	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
 	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
 	if err != nil {
 		return fmt.Errorf("load the token key: %w", err)
@@ -101,9 +110,6 @@ func serve(cfg config, log *slog.Logger) error {
 	procs := gpu.ProcFS{Root: "/proc"}
 	go reg.WatchJobs(background, reapInterval, cfg.idleTimeout, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
 
-	if err := prepareMountpoint(cfg.mount, log); err != nil {
-		return err
-	}
 	serverVersion, err := reg.ServerVersion()
 	if err != nil {
 		log.Warn("store server version", "err", err)
@@ -131,8 +137,7 @@ func serve(cfg config, log *slog.Logger) error {
 	select {
 	case <-ctx.Done():
 		log.Info("stopping", "mount", cfg.mount)
-		unmount(mount, cfg.mount, log)
-		<-done
+		unmount(mount, cfg.mount, log, done)
 	case <-done:
 		log.Warn("the mount went away", "mount", cfg.mount)
 	}
@@ -173,6 +178,9 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Lo
 // openEngine opens the store that --store names.
 func openEngine(cfg config) (store.Engine, error) {
 	if cfg.store == "bolt" {
+		if err := checkStateFile(cfg.db, 2*time.Second); err != nil {
+			return nil, err
+		}
 		eng, err := store.OpenBolt(cfg.db, 2*time.Second)
 		if err != nil {
 			return nil, explainOpenError(cfg.db, err)
@@ -188,6 +196,42 @@ func openEngine(cfg config) (store.Engine, error) {
 		return nil, fmt.Errorf("%w (check --etcd-endpoints and the TLS flags)", err)
 	}
 	return eng, nil
+}
+
+// checkStateFile refuses a damaged bbolt file before it is served: bbolt
+// panics, or faults on the mapping, when it reaches a page that a truncated
+// or overwritten file lacks. A missing or empty file is a fresh start.
+func checkStateFile(path string, lockWait time.Duration) (err error) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() == 0 {
+		return nil // OpenBolt creates it, or says why it cannot
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockWait})
+	if err != nil {
+		return explainOpenError(path, err)
+	}
+	defer db.Close()
+	damaged := func(cause any) error {
+		return fmt.Errorf("the state file %s is damaged (%v): move it aside to start empty, or restore it from a backup", path, cause)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return damaged(fmt.Sprintf("truncated: %d of %d bytes", fi.Size(), tx.Size()))
+		}
+		var first error
+		for err := range tx.Check() { // drained: the checker stops when read to the end
+			if first == nil {
+				first = damaged(err)
+			}
+		}
+		return first
+	})
 }
 
 func explainOpenError(path string, err error) error {

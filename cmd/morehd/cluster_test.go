@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
+	"github.com/moreh-io/moreh/store/etcdtest"
+)
+
+// cluster is a 3-member etcd cluster and three morehd nodes on it, each
+// with its own mount and a simulated pool of 8 one-unit GPUs.
+type cluster struct {
+	etcd  *etcdtest.Cluster
+	nodes []*morehdtest.Daemon
+}
+
+func startCluster(t *testing.T, extra ...string) *cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an etcd cluster")
+	}
+	c := &cluster{etcd: etcdtest.Start(t, 3)}
+	endpoints := strings.Join(c.etcd.Endpoints(), ",")
+	for _, name := range []string{"node-a", "node-b", "node-c"} {
+		args := append([]string{"--store", "etcd", "--etcd-endpoints", endpoints, "--node", name,
+			"--gpus", "sim:8x64GB", "--etcd-lease-ttl", "2s"}, extra...)
+		c.nodes = append(c.nodes, morehdtest.Start(t, args...))
+	}
+	return c
+}
+
+func TestClusterDevicesShowOnEveryNode(t *testing.T) {
+	c := startCluster(t)
+	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
+	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(a.Path("devices", "Large.256GB"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ls(t, b.Path("devices")), ","); got != "2026,2027" {
+		t.Fatalf("node b lists %q", got)
+	}
+	if err := os.WriteFile(b.Path("current"), []byte("2026"), 0); err != nil {
+		t.Fatalf("switch on node b: %v", err)
+	}
+	if got := read(t, a.Path("current")); got != "2026\n" {
+		t.Errorf("node a's current after node b switched = %q", got)
+	}
+	if err := syscall.Rmdir(cc.Path("devices", "2027")); err != nil {
+		t.Fatalf("rmdir on node c: %v", err)
+	}
+	waitFor(t, time.Second, "node a sees the removal", func() bool {
+		_, err := os.Stat(a.Path("devices", "2027"))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if v := read(t, a.Path("version")); !strings.HasPrefix(strings.Split(v, "\n")[2], "server etcd 3.") {
+		t.Errorf("version does not name the etcd cluster: %q", v)
+	}
+	if got := strings.Count(read(t, cc.Path("pool")), "\n"); got != 24 {
+		t.Errorf("the pool has %d GPUs, want 3 nodes × 8", got)
+	}
+}
+
+// TestClusterLimit: 5 creators on each of 3 nodes at once; the token's
+// limit of 5 holds across nodes.
+func TestClusterLimit(t *testing.T) {
+	c := startCluster(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	results := map[string]int{}
+	for _, node := range c.nodes {
+		for range 5 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, _ := exec.Command("mkdir", node.Path("devices", "Small.64GB")).CombinedOutput()
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case len(out) == 0:
+					results["ok"]++
+				case strings.Contains(string(out), "Disk quota exceeded"):
+					results["EDQUOT"]++
+				default:
+					results[string(out)]++
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if results["ok"] != 5 || results["EDQUOT"] != 10 {
+		t.Errorf("15 creators on 3 nodes: %v, want 5 ok and 10 EDQUOT", results)
+	}
+	for _, node := range c.nodes {
+		if got := read(t, node.Path("tokens", "default", "limit")); got != "max 5\nused 5\n" {
+			t.Errorf("limit on a node = %q", got)
+		}
+	}
+}
+
+// TestClusterJobSpansNodes: a 2xLarge job (16 units) binds the GPUs of two
+// nodes; when one of them dies its GPUs leave the pool and the job ends.
+func TestClusterJobSpansNodes(t *testing.T) {
+	c := startCluster(t)
+	a, b := c.nodes[0], c.nodes[1]
+	if err := os.Mkdir(a.Path("devices", "2xLarge.1024GB"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	job, _ := startJobProc(t)
+	attach(t, a, "2026", job.Process.Pid)
+	gpus := strings.Split(strings.TrimSpace(read(t, a.Path("devices", "2026", "gpus"))), "\n")
+	if len(gpus) != 16 {
+		t.Fatalf("the job holds %d GPUs, want 16", len(gpus))
+	}
+	env := read(t, a.Path("devices", "2026", "env"))
+	if env != "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7\nHIP_VISIBLE_DEVICES=0,1,2,3,4,5,6,7\nMOREH_DEVICE=2026\nMOREH_HOSTS=node-a,node-b\n" {
+		t.Errorf("env of a two-node job:\n%s", env)
+	}
+	bound := strings.Count(read(t, b.Path("pool")), " 2026 ")
+	if bound != 16 {
+		t.Errorf("the pool shows %d GPUs bound to 2026, want 16", bound)
+	}
+
+	b.Kill() // its lease (2s) expires: its GPUs leave the pool
+	waitFor(t, 5*time.Second, "node b's GPUs leave the pool and the job ends", func() bool {
+		pool := read(t, a.Path("pool"))
+		return strings.Count(pool, "\n") == 16 && !strings.Contains(pool, "2026")
+	})
+	if got := read(t, a.Path("devices", "2026", "gpus")); got != "" {
+		t.Errorf("the ended job still holds %q", got)
+	}
+	if got := strings.Join(ls(t, a.Path("devices")), ","); got != "2026" {
+		t.Errorf("the device did not stay: %q", got)
+	}
+}
+
+// TestClusterSurvivesOneMember: one etcd member down changes nothing; two
+// down make writes fail with EIO and a line in errors; one back, and they
+// work again.
+func TestClusterEtcdMembers(t *testing.T) {
+	c := startCluster(t)
+	a := c.nodes[0]
+	c.etcd.Stop(2)
+	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Fatalf("mkdir with one member down: %v", err)
+	}
+	c.etcd.Stop(1)
+	err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("mkdir with two members down = %v, want EIO", err)
+	}
+	if errs := read(t, a.Path("tokens", "default", "errors")); !strings.Contains(errs, "mkdir tokens/default/devices/Small.64GB: The state store failed: etcd") {
+		t.Errorf("errors after the failed write:\n%s", errs)
+	}
+	if err := c.etcd.Restart(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "writes work again with a member back", func() bool {
+		return os.Mkdir(a.Path("devices", "Small.64GB"), 0o755) == nil
+	})
+	if got := strings.Join(ls(t, a.Path("devices")), ","); got != "2026,2027" {
+		t.Errorf("devices after the outage = %q (ids %s)", got, fmt.Sprint(strconv.Itoa(2026), "…"))
+	}
+}
