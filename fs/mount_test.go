@@ -28,6 +28,16 @@ func (tt *testTree) path(elem ...string) string {
 // mountTree mounts the tree in t.TempDir() and unmounts it in t.Cleanup.
 func mountTree(t *testing.T, opts store.Options) *testTree {
 	t.Helper()
+	probe, err := gpu.NewSim("sim:4x64GB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mountTreeWith(t, opts, probe)
+}
+
+// mountTreeWith is mountTree over another GPU probe.
+func mountTreeWith(t *testing.T, opts store.Options, probe gpu.Probe) *testTree {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting without fusermount needs root")
 	}
@@ -46,10 +56,6 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 		opts.Key = []byte("a test key of thirty-two bytes!!")
 	}
 	reg, err := store.Open(eng, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe, err := gpu.NewSim("sim:4x64GB")
 	if err != nil {
 		t.Fatal(err)
 	}
