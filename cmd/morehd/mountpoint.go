@@ -6,39 +6,144 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // prepareMountpoint creates dir if missing and clears the stale mount a
-// killed daemon leaves behind ("transport endpoint is not connected").
+// killed daemon leaves behind ("transport endpoint is not connected"). It
+// refuses a dir that is not a directory or that a live morehd serves, and a
+// machine without /dev/fuse, each with one sentence that names the fix.
 func prepareMountpoint(dir string, log *slog.Logger) error {
-	_, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, syscall.ENOTCONN):
+	fi, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
 		log.Warn("clearing a stale mount", "mount", dir)
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("clear the stale mount on %s: %w (try: umount -l %s)", dir, err, dir)
 		}
+		fi, err = os.Stat(dir)
+	}
+	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create the mountpoint %s: %w", dir, err)
+			return fmt.Errorf("create the mountpoint %s: %v (give --mount a directory that can be created)", dir, pathCause(err))
 		}
 	case err != nil:
-		return fmt.Errorf("mountpoint %s: %w", dir, err)
+		return fmt.Errorf("the mountpoint %s cannot be used: %v (give --mount a directory)", dir, pathCause(err))
+	case !fi.IsDir():
+		return fmt.Errorf("the mountpoint %s is not a directory: remove it, or give --mount a directory", dir)
+	case servedByMorehd(dir):
+		return fmt.Errorf("%s is already mounted by another morehd: stop it (or umount %s), or give --mount another directory", dir, dir)
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("cannot mount %s: /dev/fuse is missing: load the fuse module (modprobe fuse), or give this container the device (--device /dev/fuse)", dir)
 	}
 	return nil
 }
 
-// unmount detaches the mount, lazily if a process still has it open so that
-// stopping never hangs on a shell whose cwd is inside.
-func unmount(server *fuse.Server, dir string, log *slog.Logger) {
-	if err := server.Unmount(); err != nil {
-		log.Warn("unmount busy; detaching", "mount", dir, "err", err)
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			log.Error("detach failed", "mount", dir, "err", err)
+// pathCause is the cause of a *PathError without the path it repeats.
+func pathCause(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// servedByMorehd reports whether the topmost mount on dir is a moreh tree
+// (that answers: a stale one fails Stat with ENOTCONN and is cleared first).
+// Mounting over it would hide it and leave two daemons unmounting each
+// other's trees.
+func servedByMorehd(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
+	}
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	moreh := false
+	for _, line := range strings.Split(string(info), "\n") {
+		// id parent major:minor root mountpoint options [optional…] - fstype source super
+		fields := strings.Fields(line)
+		sep := slices.Index(fields, "-")
+		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) || unescapeMountinfo(fields[4]) != abs {
+			continue
 		}
+		moreh = fields[sep+1] == "fuse.moreh" // later lines are mounted on top of earlier ones
+	}
+	return moreh
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// stopGrace is how long stopping waits for processes that still hold the
+// lazily detached mount (an open file, a shell whose cwd is inside) before
+// it closes the connection under them.
+const stopGrace = time.Second
+
+// unmount detaches the mount, lazily if a process still has it open, and
+// returns once the tree is served no more: a shell whose cwd is inside
+// never keeps the daemon from stopping. done closes when the server ends.
+func unmount(server *fuse.Server, dir string, log *slog.Logger, done <-chan struct{}) {
+	var st syscall.Stat_t
+	statErr := syscall.Stat(dir, &st) // the connection's device, before the path leaves it
+	if err := server.Unmount(); err == nil {
+		<-done
+		return
+	}
+	log.Warn("the mount is busy; detaching it", "mount", dir)
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+		log.Error("detach failed", "mount", dir, "err", err)
+	}
+	select {
+	case <-done:
+		return
+	case <-time.After(stopGrace):
+	}
+	// Still held open: abort the connection through fusectl, so that the
+	// holders see ENOTCONN and the server's loops end. Without fusectl the
+	// exit of this process closes the connection all the same.
+	if statErr == nil {
+		dev := uint64(st.Dev)
+		major := (dev>>8)&0xfff | (dev>>32)&^0xfff
+		minor := dev&0xff | (dev>>12)&^0xff
+		abort := filepath.Join("/sys/fs/fuse/connections", strconv.FormatUint(major<<20|minor, 10), "abort")
+		if err := os.WriteFile(abort, []byte("1"), 0); err == nil {
+			log.Warn("closed the connection of the still-open mount", "mount", dir)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		log.Warn("the mount is still held; exiting anyway", "mount", dir)
 	}
 }
 

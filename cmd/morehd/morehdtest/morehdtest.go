@@ -107,6 +107,16 @@ func (d *Daemon) Path(elem ...string) string {
 // Log is what the daemon printed so far.
 func (d *Daemon) Log() string { return d.log.String() }
 
+// PID is the running daemon's process id, or 0 when it is stopped.
+func (d *Daemon) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
 // lockedBuffer collects the daemon's output while tests read it.
 type lockedBuffer struct {
 	mu  sync.Mutex
