@@ -118,27 +118,22 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 
 func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	t, token, id := d.t, d.token, d.id
-	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) {
-		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | 0o400
-	}
+	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(token, render) }
 	switch name {
 	case "model":
-		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderModel}, command: d.setModel}
-		return f, fuse.S_IFREG | 0o600
+		return t.commandFile(token, 0o600, d.renderModel, d.setModel)
 	case "status":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(token, id) })
 	case "status.json":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(token, id) })
 	case "procs":
-		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderProcs}, command: d.attach}
-		return f, fuse.S_IFREG | 0o600
+		return t.commandFile(token, 0o600, d.renderProcs, d.attach)
 	case "gpus":
 		return ro(d.renderGPUs)
 	case "env":
 		return ro(d.renderEnv)
 	case "reset":
-		f := &cmdFile{roFile: roFile{t: t, mode: 0o200, token: token}, command: d.reset}
-		return f, fuse.S_IFREG | 0o200
+		return t.commandFile(token, 0o200, nil, d.reset)
 	}
 	return ro(d.renderUsage)
 }

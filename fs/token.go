@@ -39,13 +39,10 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 // child builds the node of one entry and its mode.
 func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	t, token := d.t, d.token
-	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) {
-		return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | 0o400
-	}
+	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(token, render) }
 	switch name {
 	case "current":
-		f := &cmdFile{roFile: roFile{t: t, mode: 0o600, token: token, render: d.renderCurrent}, command: d.switchTo}
-		return f, fuse.S_IFREG | 0o600
+		return t.commandFile(token, 0o600, d.renderCurrent, d.switchTo)
 	case "limit":
 		return ro(d.renderLimit)
 	case "status":

@@ -95,6 +95,17 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
+// readOnlyFile is a 0400 file of token rendered at open, with its mode.
+func (t *tree) readOnlyFile(token string, render renderFunc) (fusefs.InodeEmbedder, uint32) {
+	return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | 0o400
+}
+
+// commandFile is a file of token whose writes are commands, with its mode;
+// render is nil for a write-only file.
+func (t *tree) commandFile(token string, mode uint32, render renderFunc, command commandFunc) (fusefs.InodeEmbedder, uint32) {
+	return &cmdFile{roFile: roFile{t: t, mode: mode, token: token, render: render}, command: command}, fuse.S_IFREG | mode
+}
+
 // callerToken returns the token the calling process is bound to.
 func (t *tree) callerToken(ctx context.Context) (string, error) {
 	return t.Registry.CallerToken(callerUID(ctx))
@@ -158,33 +169,28 @@ var (
 	errReadOnly = &errnoError{syscall.EACCES, "Permission denied: see the file's mode for what it allows."}
 )
 
-// errnoOf maps a failure to the errno DESIGN.md gives it.
+// kindErrno is DESIGN.md's errno table for the registry's failures.
+var kindErrno = map[store.Kind]syscall.Errno{
+	store.KindInvalid:     syscall.EINVAL,
+	store.KindQuota:       syscall.EDQUOT,
+	store.KindNoSpace:     syscall.ENOSPC,
+	store.KindAgain:       syscall.EAGAIN,
+	store.KindNotFound:    syscall.ENOENT,
+	store.KindBusy:        syscall.EBUSY,
+	store.KindExists:      syscall.EEXIST,
+	store.KindNoProcess:   syscall.ESRCH,
+	store.KindKeyRejected: syscall.EKEYREJECTED,
+	store.KindUnbound:     syscall.ENOKEY,
+}
+
+// errnoOf maps a failure to its errno; anything unknown is a store failure.
 func errnoOf(err error) syscall.Errno {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		return errno
 	}
-	switch store.KindOf(err) {
-	case store.KindInvalid:
-		return syscall.EINVAL
-	case store.KindQuota:
-		return syscall.EDQUOT
-	case store.KindNoSpace:
-		return syscall.ENOSPC
-	case store.KindAgain:
-		return syscall.EAGAIN
-	case store.KindNotFound:
-		return syscall.ENOENT
-	case store.KindBusy:
-		return syscall.EBUSY
-	case store.KindExists:
-		return syscall.EEXIST
-	case store.KindNoProcess:
-		return syscall.ESRCH
-	case store.KindKeyRejected:
-		return syscall.EKEYREJECTED
-	case store.KindUnbound:
-		return syscall.ENOKEY
+	if e, ok := kindErrno[store.KindOf(err)]; ok {
+		return e
 	}
 	return syscall.EIO
 }
