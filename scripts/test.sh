@@ -32,7 +32,7 @@ fi
 echo "== build and vet"
 go build ./...
 go vet ./...
-bash -n scripts/moreh-smi scripts/moreh-switch-model scripts/moreh-run
+bash -n scripts/moreh-smi scripts/moreh-switch-model scripts/moreh-run scripts/install.sh scripts/moreh-completion.bash
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 
