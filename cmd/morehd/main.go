@@ -212,7 +212,8 @@ func checkStateFile(path string, lockWait time.Duration) (err error) {
 	}
 	defer db.Close()
 	damaged := func(cause any) error {
-		return fmt.Errorf("the state file %s is damaged (%v): move it aside to start empty, or restore it from a backup", path, cause)
+		why := strings.TrimPrefix(fmt.Sprint(cause), "panic: ") // bbolt's checker reports its own panics so
+		return fmt.Errorf("the state file %s is damaged (%s): move it aside to start empty, or restore it from a backup", path, why)
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
