@@ -60,6 +60,18 @@ func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.E
 	return &snapshot{data: data}, fuse.FOPEN_DIRECT_IO, 0
 }
 
+var _ = (fusefs.NodeSetxattrer)((*roFile)(nil))
+
+func (f *roFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return f.t.fail(ctx, f.token, "setxattr", f.Path(nil), errPerm)
+}
+
+var _ = (fusefs.NodeRemovexattrer)((*roFile)(nil))
+
+func (f *roFile) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return f.t.fail(ctx, f.token, "removexattr", f.Path(nil), errPerm)
+}
+
 var _ = (fusefs.NodeSetattrer)((*roFile)(nil))
 
 func (f *roFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {

@@ -93,3 +93,15 @@ func joinPath(dir, name string) string {
 	}
 	return dir + "/" + name
 }
+
+var _ = (fusefs.NodeSetxattrer)((*fixedDir)(nil))
+
+func (d *fixedDir) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return d.refuse(ctx, "setxattr", "")
+}
+
+var _ = (fusefs.NodeRemovexattrer)((*fixedDir)(nil))
+
+func (d *fixedDir) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return d.refuse(ctx, "removexattr", "")
+}

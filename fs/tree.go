@@ -142,6 +142,10 @@ func (t *tree) fail(ctx context.Context, token, op, path string, err error) sysc
 // own users in.
 func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse.Attr) {
 	out.Mode = mode
+	out.Nlink = 1
+	if mode&syscall.S_IFMT == syscall.S_IFDIR {
+		out.Nlink = 2
+	}
 	out.Uid, out.Gid = 0, 0
 	if token == "" {
 		return
