@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,32 +84,20 @@ func serve(cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
-	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
-	if err != nil {
-		return fmt.Errorf("load the token key: %w", err)
-	}
-	shared, err := readTokenFile(cfg.tokenFile)
+	reg, err := openRegistry(cfg, eng, probe, log)
 	if err != nil {
 		return err
 	}
-	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
-	if err != nil {
-		return fmt.Errorf("open the state: %w", err)
-	}
-
-	ended, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), cfg.unitMiB))
-	if err != nil {
-		return fmt.Errorf("register the GPU pool: %w", err)
-	}
-	for _, job := range ended {
-		log.Warn("job ended: its GPU left the pool", "job", job)
-	}
 	background, stopBackground := context.WithCancel(context.Background())
+	var running sync.WaitGroup
+	defer running.Wait() // before the store closes: the watcher uses it
 	defer stopBackground()
 	sampler := gpu.NewSampler(probe, cfg.sampleInterval, log)
-	go sampler.Run(background)
 	procs := gpu.ProcFS{Root: "/proc"}
-	go reg.WatchJobs(background, reapInterval, cfg.idleTimeout, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
+	running.Go(func() { sampler.Run(background) })
+	running.Go(func() {
+		reg.WatchJobs(background, reapInterval, cfg.idleTimeout, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
+	})
 
 	serverVersion, err := reg.ServerVersion()
 	if err != nil {
@@ -142,6 +131,30 @@ func serve(cfg config, log *slog.Logger) error {
 		log.Warn("the mount went away", "mount", cfg.mount)
 	}
 	return nil
+}
+
+// openRegistry opens the registry on eng with this node's GPUs in the pool.
+func openRegistry(cfg config, eng store.Engine, probe gpu.Probe, log *slog.Logger) (*store.Registry, error) {
+	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
+	if err != nil {
+		return nil, fmt.Errorf("load the token key: %w", err)
+	}
+	shared, err := readTokenFile(cfg.tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
+	if err != nil {
+		return nil, fmt.Errorf("open the state: %w", err)
+	}
+	ended, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), cfg.unitMiB))
+	if err != nil {
+		return nil, fmt.Errorf("register the GPU pool: %w", err)
+	}
+	for _, job := range ended {
+		log.Warn("job ended: its GPU left the pool", "job", job)
+	}
+	return reg, nil
 }
 
 // readTokenFile reads the secret of --token-file: its first line.
