@@ -111,7 +111,7 @@ func TestJobFollowsChildren(t *testing.T) {
 	id := mkdevice(t, tt, "Small.64GB")
 	// The shell attaches itself, starts a child that outlives it, and exits.
 	script := `echo $$ > "$1/devices/$2/procs" || exit 1
-sleep 30 >/dev/null &
+sleep 30 >/dev/null 2>&1 &
 echo $!
 sleep 0.3`
 	out, err := exec.Command("bash", "-c", script, "bash", tt.dir, id).Output()

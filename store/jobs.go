@@ -29,7 +29,7 @@ func (r *Registry) SetPool(gpus []PoolGPU) (ended []uint64, err error) {
 		var gone []string
 		err := tx.ForEachPrefix(bucketGPUs, nil, func(k, v []byte) error {
 			var g PoolGPU
-			if _, err := getJSON(tx, bucketGPUs, k, &g); err != nil {
+			if err := decodeJSON(bucketGPUs, k, v, &g); err != nil {
 				return err
 			}
 			if g.Node == node && !keep[g.UUID] {
@@ -76,15 +76,34 @@ func (r *Registry) Pool() ([]PoolEntry, error) {
 }
 
 func loadPool(tx Tx) ([]PoolEntry, error) {
+	// Three range reads, whatever the pool's size: one round trip each on etcd.
+	jobs := map[uint64]Job{}
+	err := tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
+		var j Job
+		err := decodeJSON(bucketJobs, k, v, &j)
+		jobs[j.ID] = j
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	bound := map[string]uint64{}
+	err = tx.ForEachPrefix(bucketBindings, nil, func(k, v []byte) error {
+		bound[string(k)] = fromU64(v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	var pool []PoolEntry
-	err := tx.ForEachPrefix(bucketGPUs, nil, func(k, _ []byte) error {
+	err = tx.ForEachPrefix(bucketGPUs, nil, func(k, v []byte) error {
 		var e PoolEntry
-		if _, err := getJSON(tx, bucketGPUs, k, &e.PoolGPU); err != nil {
+		if err := decodeJSON(bucketGPUs, k, v, &e.PoolGPU); err != nil {
 			return err
 		}
-		if e.Job = fromU64(tx.Get(bucketBindings, k)); e.Job != 0 {
-			var j Job
-			if found, err := getJSON(tx, bucketJobs, u64(e.Job), &j); err != nil || !found {
+		if e.Job = bound[string(k)]; e.Job != 0 {
+			j, ok := jobs[e.Job]
+			if !ok {
 				return errorf(KindIO, "GPU %s is bound to job %d, which does not exist.", e.UUID, e.Job)
 			}
 			e.Token, e.Device = j.Token, j.Device
@@ -147,8 +166,9 @@ func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
 // detachElsewhere removes proc from every job but keep; a job left empty ends.
 func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64) error {
 	var others []Job
-	err := tx.ForEachPrefix(bucketJobs, nil, func(k, _ []byte) error {
-		j, err := loadJob(tx, fromU64(k))
+	err := tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
+		var j Job
+		err := decodeJSON(bucketJobs, k, v, &j)
 		if err == nil && j.ID != keep && slices.Contains(j.Procs, proc) {
 			others = append(others, j)
 		}
@@ -263,8 +283,9 @@ func (r *Registry) JobOf(token string, id uint64) (Job, bool, error) {
 func (r *Registry) Jobs() ([]Job, error) {
 	var jobs []Job
 	err := r.eng.View(func(tx Tx) error {
-		return tx.ForEachPrefix(bucketJobs, nil, func(k, _ []byte) error {
-			j, err := loadJob(tx, fromU64(k))
+		return tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
+			var j Job
+			err := decodeJSON(bucketJobs, k, v, &j)
 			jobs = append(jobs, j)
 			return err
 		})
@@ -320,9 +341,9 @@ func (r *Registry) RemoveIdle(cutoff time.Time) ([]Device, error) {
 	err := r.eng.Update(func(tx Tx) error {
 		removed = nil
 		var stale []Device
-		err := tx.ForEachPrefix(bucketDevices, nil, func(k, _ []byte) error {
+		err := tx.ForEachPrefix(bucketDevices, nil, func(k, v []byte) error {
 			var d Device
-			if _, err := getJSON(tx, bucketDevices, k, &d); err != nil {
+			if err := decodeJSON(bucketDevices, k, v, &d); err != nil {
 				return err
 			}
 			idle := d.Idle

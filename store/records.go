@@ -67,10 +67,15 @@ func getJSON(tx Tx, bucket, key []byte, v any) (bool, error) {
 	if raw == nil {
 		return false, nil
 	}
+	return true, decodeJSON(bucket, key, raw, v)
+}
+
+// decodeJSON decodes a record read from bucket under key.
+func decodeJSON(bucket, key, raw []byte, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
-		return false, errorf(KindIO, "The state store holds a damaged record %s/%x: %v", bucket, key, err)
+		return errorf(KindIO, "The state store holds a damaged record %s/%x: %v", bucket, key, err)
 	}
-	return true, nil
+	return nil
 }
 
 func putJSON(tx Tx, bucket, key []byte, v any) error {

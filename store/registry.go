@@ -125,8 +125,9 @@ func (r *Registry) View(token string) (TokenView, error) {
 func (r *Registry) Tokens() ([]Token, error) {
 	var ts []Token
 	err := r.eng.View(func(tx Tx) error {
-		return tx.ForEachPrefix(bucketTokens, nil, func(k, _ []byte) error {
-			t, err := loadToken(tx, string(k))
+		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
+			var t Token
+			err := decodeJSON(bucketTokens, k, v, &t)
 			ts = append(ts, t)
 			return err
 		})

@@ -201,8 +201,9 @@ func (r *Registry) TokensEnabled() bool {
 func (r *Registry) countSecretTokens() error {
 	var n int64
 	err := r.eng.View(func(tx Tx) error {
-		return tx.ForEachPrefix(bucketTokens, nil, func(k, _ []byte) error {
-			t, err := loadToken(tx, string(k))
+		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
+			var t Token
+			err := decodeJSON(bucketTokens, k, v, &t)
 			if err == nil && len(t.Nonce) > 0 {
 				n++
 			}
