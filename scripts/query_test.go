@@ -117,7 +117,7 @@ func TestQueryDeviceWithJob(t *testing.T) {
 		// The sampler refreshes the figures: the files, read before and
 		// after, must agree with what moreh-smi printed in between.
 		var got, before string
-		eventually(t, 10*time.Second, "moreh-smi --query-device shows the job as the files do", func() bool {
+		morehdtest.Eventually(t, 10*time.Second, "moreh-smi --query-device shows the job as the files do", func() bool {
 			before = queryLine(t, d, busy, nounits) + "\n" + queryLine(t, d, idle, nounits) + "\n"
 			got = smi(t, d, allFields, format, "-i", busy+","+idle).stdout
 			after := queryLine(t, d, busy, nounits) + "\n" + queryLine(t, d, idle, nounits) + "\n"

@@ -17,34 +17,6 @@ import (
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
 )
 
-// eventually re-checks cond every 10 ms until it holds; it fails the test
-// when within passes first. It polls with a deadline: it never sleeps to wait
-// for the daemon.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// throughout re-checks cond every 10 ms for the whole of within and fails
-// the test the first time it does not hold: a window of observation, for
-// what must not happen.
-func throughout(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // syncBuffer collects a process's stderr while the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -286,7 +258,7 @@ func TestRunJobShowsAndReleases(t *testing.T) {
 
 	// moreh-smi -i shows the process once the sampler has its memory.
 	var row procRow
-	eventually(t, 10*time.Second, "moreh-smi -i shows the job's 200 MiB", func() bool {
+	morehdtest.Eventually(t, 10*time.Second, "moreh-smi -i shows the job's 200 MiB", func() bool {
 		r := smi(t, d, "-i", id)
 		rows := processes(r.stdout)
 		if r.code != 0 || len(rows) != 1 {
@@ -301,7 +273,7 @@ func TestRunJobShowsAndReleases(t *testing.T) {
 	}
 
 	j.stop(t)
-	eventually(t, time.Second, "the GPUs are back in the pool within a second", func() bool {
+	morehdtest.Eventually(t, time.Second, "the GPUs are back in the pool within a second", func() bool {
 		return !poolHolds(t, d, id)
 	})
 	if got := read(t, d.Path("devices", id, "gpus")); got != "" {
@@ -323,10 +295,10 @@ func TestRunWaitsForTheBusyPool(t *testing.T) {
 
 	j2 := startRun(t, d, []string{"MOREH_VISIBLE_DEVICE=" + second}, "--", "bash", "-c", printDevice)
 	warning := "[warning] Not enough resources are currently available. Waiting for device " + second + " (Medium.128GB) ...\n"
-	eventually(t, 10*time.Second, "the second moreh-run warns that it waits", func() bool {
+	morehdtest.Eventually(t, 10*time.Second, "the second moreh-run warns that it waits", func() bool {
 		return j2.stderr.String() != ""
 	})
-	throughout(t, 700*time.Millisecond, "the second job waits, unattached, while the first runs", func() bool {
+	morehdtest.Throughout(t, 700*time.Millisecond, "the second job waits, unattached, while the first runs", func() bool {
 		return j2.running() && len(j2.lines) == 0 && read(t, d.Path("devices", second, "procs")) == "" &&
 			gpuIndices(t, d, first) == "0,1"
 	})
@@ -349,7 +321,7 @@ func TestRunWaitsForTheBusyPool(t *testing.T) {
 	if got := j2.stderr.String(); got != warning {
 		t.Errorf("the second moreh-run printed %q, want only %q", got, warning)
 	}
-	eventually(t, time.Second, "the second job's GPUs are back in the pool", func() bool {
+	morehdtest.Eventually(t, time.Second, "the second job's GPUs are back in the pool", func() bool {
 		return !poolHolds(t, d, second)
 	})
 }
@@ -362,7 +334,7 @@ func TestRunWaitEndsWhenTheDeviceGoes(t *testing.T) {
 	medium := addDevice(t, d, "Medium.128GB")
 	startHolder(t, d, 10*time.Second, 1, "-i", small)
 	j := startRun(t, d, nil, "-i", medium, "bash", "-c", "echo ran")
-	eventually(t, 10*time.Second, "moreh-run waits", func() bool { return j.stderr.String() != "" })
+	morehdtest.Eventually(t, 10*time.Second, "moreh-run waits", func() bool { return j.stderr.String() != "" })
 	if err := syscall.Rmdir(d.Path("devices", medium)); err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +377,7 @@ func TestRunPicksTheDevice(t *testing.T) {
 				gpus := map[string]string{a: "0", b: "0,1"}[tc.id]
 				want(t, runShim(t, d, tc.env, args...), 0, tc.id+" "+gpus+" "+gpus+"\n", "")
 				// Each run ends with its process; the next may bind the same GPUs.
-				eventually(t, 5*time.Second, "the GPUs are back in the pool", func() bool {
+				morehdtest.Eventually(t, 5*time.Second, "the GPUs are back in the pool", func() bool {
 					return !poolHolds(t, d, tc.id)
 				})
 			}
@@ -575,7 +547,7 @@ func TestPoolTable(t *testing.T) {
 		}
 	}
 	j.stop(t)
-	eventually(t, 5*time.Second, "moreh-smi -p shows the GPU free again", func() bool {
+	morehdtest.Eventually(t, 5*time.Second, "moreh-smi -p shows the GPU free again", func() bool {
 		return smi(t, d, "-p").stdout == free
 	})
 }

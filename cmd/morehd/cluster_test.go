@@ -59,7 +59,7 @@ func TestClusterDevicesShowOnEveryNode(t *testing.T) {
 	if err := syscall.Rmdir(cc.Path("devices", "2027")); err != nil {
 		t.Fatalf("rmdir on node c: %v", err)
 	}
-	waitFor(t, time.Second, "node a sees the removal", func() bool {
+	morehdtest.Eventually(t, time.Second, "node a sees the removal", func() bool {
 		_, err := os.Stat(a.Path("devices", "2027"))
 		return errors.Is(err, os.ErrNotExist)
 	})
@@ -132,7 +132,7 @@ func TestClusterJobSpansNodes(t *testing.T) {
 	}
 
 	b.Kill() // its lease (2s) expires: its GPUs leave the pool
-	waitFor(t, 5*time.Second, "node b's GPUs leave the pool and the job ends", func() bool {
+	morehdtest.Eventually(t, 5*time.Second, "node b's GPUs leave the pool and the job ends", func() bool {
 		pool := read(t, a.Path("pool"))
 		return strings.Count(pool, "\n") == 16 && !strings.Contains(pool, "2026")
 	})
@@ -165,7 +165,7 @@ func TestClusterEtcdMembers(t *testing.T) {
 	if err := c.etcd.Restart(1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "writes work again with a member back", func() bool {
+	morehdtest.Eventually(t, 15*time.Second, "writes work again with a member back", func() bool {
 		return os.Mkdir(a.Path("devices", "Small.64GB"), 0o755) == nil
 	})
 	if got := strings.Join(ls(t, a.Path("devices")), ","); got != "2026,2027" {

@@ -856,7 +856,7 @@ func TestCrashRecovery(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 5*time.Second, "every GPU is back in the pool once every job's processes exit", func() bool {
+	morehdtest.Eventually(t, 5*time.Second, "every GPU is back in the pool once every job's processes exit", func() bool {
 		s, err := snapshot(d)
 		if err != nil {
 			return false

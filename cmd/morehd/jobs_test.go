@@ -34,18 +34,6 @@ func attach(t *testing.T, d *morehdtest.Daemon, id string, pid int) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
-}
-
 // TestJobsAcrossRestart: a job whose process died while the daemon was down
 // is released at start; a live one is kept and released when it ends.
 func TestJobsAcrossRestart(t *testing.T) {
@@ -68,7 +56,7 @@ func TestJobsAcrossRestart(t *testing.T) {
 	dead.Wait()
 	d.Restart()
 
-	waitFor(t, 2*time.Second, "the dead job's GPU is released after the restart", func() bool {
+	morehdtest.Eventually(t, 2*time.Second, "the dead job's GPU is released after the restart", func() bool {
 		return read(t, d.Path("devices", "2027", "gpus")) == ""
 	})
 	if got := read(t, d.Path("devices", "2026", "procs")); got != strconv.Itoa(live.Process.Pid)+"\n" {
@@ -82,7 +70,7 @@ func TestJobsAcrossRestart(t *testing.T) {
 	}
 	live.Process.Kill()
 	live.Wait()
-	waitFor(t, time.Second, "the live job's GPU is released within a second of its end", func() bool {
+	morehdtest.Eventually(t, time.Second, "the live job's GPU is released within a second of its end", func() bool {
 		return !strings.Contains(read(t, d.Path("pool")), "2026")
 	})
 }
@@ -98,7 +86,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	busy, _ := startJobProc(t)
 	attach(t, d, "2026", busy.Process.Pid)
-	waitFor(t, 3*time.Second, "the idle device is removed", func() bool {
+	morehdtest.Eventually(t, 3*time.Second, "the idle device is removed", func() bool {
 		return strings.Join(ls(t, d.Path("devices")), ",") == "2026"
 	})
 	if got := read(t, d.Path("current")); got != "2026\n" {

@@ -307,7 +307,7 @@ func TestCleanStop(t *testing.T) {
 	}
 	// The daemon itself takes the mount away (d.Stop detaches what a killed
 	// daemon leaves, so the check comes before it).
-	waitFor(t, 10*time.Second, "the mount leaves /proc/self/mountinfo after SIGTERM", func() bool {
+	morehdtest.Eventually(t, 10*time.Second, "the mount leaves /proc/self/mountinfo after SIGTERM", func() bool {
 		return mountedAt(t, d.Mount) == ""
 	})
 	d.Stop() // waits for the exit; fails the test unless the exit code is 0

@@ -177,3 +177,33 @@ func (d *Daemon) Restart() {
 	d.t.Helper()
 	d.start()
 }
+
+// Eventually re-checks cond every 10 ms until it holds, failing the test
+// when within passes first: polling with a deadline, never a fixed sleep.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		<-tick.C
+	}
+}
+
+// Throughout re-checks cond every 10 ms for the whole of within and fails
+// the test the first time it does not hold: a window for what must not happen.
+func Throughout(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if !cond() {
+			t.Fatalf("%s stopped holding", what)
+		}
+		<-tick.C
+	}
+}
