@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -152,8 +153,8 @@ func benchSeed(b *testing.B, tokens int) *os.File {
 			for name := range work {
 				for range benchPerToken {
 					if _, err := reg.CreateDevice(name, benchModel); err != nil {
-						errs <- err
-						return
+						errs <- err // once per token at most: errs holds them all
+						break
 					}
 				}
 			}
@@ -184,24 +185,25 @@ func benchSeed(b *testing.B, tokens int) *os.File {
 	return f
 }
 
-// slowProbe answers like the probe it wraps, after wait, for every reading.
-type slowProbe struct {
+// benchSlowProbe answers like the probe it wraps, after wait, for each
+// reading.
+type benchSlowProbe struct {
 	gpu.Probe
 	wait time.Duration
 }
 
-func (p slowProbe) Sample(ctx context.Context) ([]gpu.Reading, error) {
+func (p benchSlowProbe) Sample(ctx context.Context) ([]gpu.Reading, error) {
 	time.Sleep(p.wait)
 	return p.Probe.Sample(ctx)
 }
 
-func (p slowProbe) Processes(ctx context.Context) ([]gpu.Process, error) {
+func (p benchSlowProbe) Processes(ctx context.Context) ([]gpu.Process, error) {
 	time.Sleep(p.wait)
 	return p.Probe.Processes(ctx)
 }
 
 // Assign passes the jobs on, so that the sim shows the job's memory.
-func (p slowProbe) Assign(pidGPUs map[int][]int) {
+func (p benchSlowProbe) Assign(pidGPUs map[int][]int) {
 	if a, ok := p.Probe.(gpu.Assigner); ok {
 		a.Assign(pidGPUs)
 	}
@@ -216,8 +218,9 @@ type benchTree struct {
 func (bt *benchTree) path(rel string) string { return filepath.Join(bt.dir, rel) }
 
 // benchMount mounts the tree as morehd does, over a copy of seed on the
-// disk of the test's temporary directory, with a job on benchReadID.
-func benchMount(b *testing.B, seed *os.File, probeWait time.Duration) *benchTree {
+// disk of the test's temporary directory, with a job on benchReadID. With
+// debug, go-fuse logs every request to the standard logger.
+func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...bool) *benchTree {
 	b.Helper()
 	base := b.TempDir()
 	for dir := base; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
@@ -240,7 +243,7 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration) *benchTree
 		b.Fatal(err)
 	}
 	if probeWait > 0 {
-		probe = slowProbe{Probe: probe, wait: probeWait}
+		probe = benchSlowProbe{Probe: probe, wait: probeWait}
 	}
 	if _, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
 		b.Fatal(err)
@@ -263,6 +266,7 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration) *benchTree
 	}
 	server, err := Mount(dir, Config{
 		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "26.11.0", AllowOther: true, Log: log,
+		Debug: len(debug) > 0 && debug[0],
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -377,53 +381,53 @@ func benchTmpfs(b *testing.B, shape benchShape) string {
 	return dir
 }
 
-// floorFile is the least a FUSE file can do: bytes from memory, with direct
-// I/O as the tree's files have; a write is accepted whole.
-type floorFile struct {
+// benchFloorFile is the least a FUSE file can do: bytes from memory, with
+// direct I/O as the tree's files have; a write is accepted whole.
+type benchFloorFile struct {
 	fusefs.Inode
 	data []byte
 }
 
 var (
-	_ = (fusefs.NodeOpener)((*floorFile)(nil))
-	_ = (fusefs.NodeReader)((*floorFile)(nil))
-	_ = (fusefs.NodeWriter)((*floorFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*floorFile)(nil))
-	_ = (fusefs.NodeSetattrer)((*floorFile)(nil))
+	_ = (fusefs.NodeOpener)((*benchFloorFile)(nil))
+	_ = (fusefs.NodeReader)((*benchFloorFile)(nil))
+	_ = (fusefs.NodeWriter)((*benchFloorFile)(nil))
+	_ = (fusefs.NodeGetattrer)((*benchFloorFile)(nil))
+	_ = (fusefs.NodeSetattrer)((*benchFloorFile)(nil))
 )
 
-func (f *floorFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+func (f *benchFloorFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	return nil, fuse.FOPEN_DIRECT_IO, 0
 }
 
-func (f *floorFile) Read(ctx context.Context, fh fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (f *benchFloorFile) Read(ctx context.Context, fh fusefs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if off >= int64(len(f.data)) {
 		return fuse.ReadResultData(nil), 0
 	}
 	return fuse.ReadResultData(f.data[off:min(int64(len(f.data)), off+int64(len(dest)))]), 0
 }
 
-func (f *floorFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+func (f *benchFloorFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	return uint32(len(data)), 0
 }
 
-func (f *floorFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (f *benchFloorFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = fuse.S_IFREG | 0o644
 	return 0
 }
 
-func (f *floorFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+func (f *benchFloorFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = fuse.S_IFREG | 0o644
 	return 0
 }
 
-// floorRoot builds shape as persistent nodes when mounted.
-type floorRoot struct {
+// benchFloorRoot builds shape as persistent nodes when mounted.
+type benchFloorRoot struct {
 	fusefs.Inode
 	shape benchShape
 }
 
-func (r *floorRoot) OnAdd(ctx context.Context) {
+func (r *benchFloorRoot) OnAdd(ctx context.Context) {
 	names := make([]string, 0, len(r.shape))
 	for rel := range r.shape {
 		names = append(names, rel)
@@ -449,25 +453,27 @@ func (r *floorRoot) OnAdd(ctx context.Context) {
 		case strings.HasPrefix(content, "->"):
 			node = parent.NewPersistentInode(ctx, &fusefs.MemSymlink{Data: []byte(content[2:])}, fusefs.StableAttr{Mode: fuse.S_IFLNK})
 		default:
-			node = parent.NewPersistentInode(ctx, &floorFile{data: []byte(content)}, fusefs.StableAttr{Mode: fuse.S_IFREG})
+			node = parent.NewPersistentInode(ctx, &benchFloorFile{data: []byte(content)}, fusefs.StableAttr{Mode: fuse.S_IFREG})
 		}
 		parent.AddChild(name, node, false)
 	}
 }
 
 // benchFloor mounts shape with go-fuse: the tree's mount options, and the
-// one-second timeouts go-fuse sets when given no options.
-func benchFloor(b *testing.B, shape benchShape) string {
+// one-second timeouts go-fuse sets when given no options. With debug,
+// go-fuse logs every request to the standard logger.
+func benchFloor(b *testing.B, shape benchShape, debug ...bool) string {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "floor")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
 	second := time.Second
-	server, err := fusefs.Mount(dir, &floorRoot{shape: shape}, &fusefs.Options{
+	server, err := fusefs.Mount(dir, &benchFloorRoot{shape: shape}, &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "moreh-floor", Name: "moreh-floor", DirectMount: true, AllowOther: true,
 			MaxWrite: 64 * 1024, Options: []string{"default_permissions"},
+			Debug: len(debug) > 0 && debug[0],
 		},
 		EntryTimeout: &second, AttrTimeout: &second, NullPermissions: true,
 	})
@@ -489,7 +495,7 @@ func benchFloor(b *testing.B, shape benchShape) string {
 // again with benchClientEnv set, as cat and ls are other processes than
 // morehd: a client thread of the server's own process would also take the
 // server's signals (the Go runtime's preemption), which make the kernel send
-// FUSE INTERRUPTs that no real client causes.
+// FUSE INTERRUPTs that no real client causes (see benchStartClient).
 const benchClientEnv = "MOREH_BENCH_CLIENT"
 
 func init() {
@@ -682,7 +688,12 @@ type benchClient struct {
 func benchStartClient(b *testing.B) *benchClient {
 	b.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), benchClientEnv+"=1")
+	// No preemption signals, and no collections to cause them: a signal
+	// that lands while a request waits makes the kernel send a FUSE
+	// INTERRUPT, which go-fuse answers with EAGAIN until it has read the
+	// request, so that the kernel sends it again (seen: 88 times for one
+	// request). cat and ls, which the client stands for, take no signals.
+	cmd.Env = append(os.Environ(), benchClientEnv+"=1", "GOGC=off", "GODEBUG=asyncpreemptoff=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -699,10 +710,13 @@ func benchStartClient(b *testing.B) *benchClient {
 	return &benchClient{enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
 }
 
-// run times b.N operations of req in the client and reports their p99.
+// run times b.N operations of req (req.N when set) in the client and
+// reports their p99.
 func (c *benchClient) run(b *testing.B, req benchReq) {
 	b.Helper()
-	req.N = b.N
+	if req.N == 0 {
+		req.N = b.N
+	}
 	b.ResetTimer()
 	if err := c.enc.Encode(req); err != nil {
 		b.Fatal(err)
@@ -885,5 +899,62 @@ func BenchmarkSMI(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(benchP99(lat)), "p99-ns")
 		})
+	}
+}
+
+// benchRequestCounter counts the requests that go-fuse logs in debug mode.
+type benchRequestCounter struct{ n atomic.Int64 }
+
+func (c *benchRequestCounter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), " rx ") {
+		c.n.Add(1)
+	}
+	return len(p), nil
+}
+
+// BenchmarkRequests counts the FUSE requests that each operation costs
+// (req/op), on the go-fuse floor and on the tree over 10,000 devices: the
+// round trips that the latencies above are made of, a number that does not
+// depend on the machine or its load. Both servers log their requests (go-fuse
+// debug mode) to a counter; ns/op here includes that logging.
+func BenchmarkRequests(b *testing.B) {
+	benchNeedRoot(b)
+	var counter benchRequestCounter
+	out, flags := log.Writer(), log.Flags()
+	log.SetOutput(&counter)
+	b.Cleanup(func() { log.SetOutput(out); log.SetFlags(flags) })
+	bt := benchMount(b, benchSeed(b, benchTokens), 0, true)
+	shape := benchShapeOf(b, bt)
+	roots := []benchRoot{{"gofuse", benchFloor(b, shape, true)}, {"tree10k", bt.dir}}
+	client := benchStartClient(b)
+	ids := []string{strconv.Itoa(benchReadID-1) + "\n", strconv.Itoa(benchReadID) + "\n"}
+	type op struct {
+		name string
+		req  func(dir string) benchReq
+	}
+	var ops []op
+	for _, f := range benchFiles {
+		ops = append(ops, op{"read/" + f.name, func(dir string) benchReq {
+			return benchReq{Op: "read", Paths: []string{filepath.Join(dir, f.path)}}
+		}})
+	}
+	ops = append(ops,
+		op{"list", func(dir string) benchReq { return benchReq{Op: "list", Paths: []string{filepath.Join(dir, "devices")}} }},
+		op{"switch", func(dir string) benchReq {
+			return benchReq{Op: "write", Paths: []string{filepath.Join(dir, "current")}, Data: ids}
+		}})
+	const per = 20 // operations counted per b.N
+	for _, o := range ops {
+		for _, r := range roots {
+			b.Run(o.name+"/"+r.name, func(b *testing.B) {
+				req := o.req(r.dir)
+				req.N = 1 // warm the kernel's caches as the timed benchmarks do
+				client.run(b, req)
+				counter.n.Store(0)
+				req.N = per * b.N
+				client.run(b, req)
+				b.ReportMetric(float64(counter.n.Load())/float64(req.N), "req/op")
+			})
+		}
 	}
 }

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (fs/, store/, cmd/morehd/) and prints one table of
+# medians and of ratios to floors measured in the same run, with the targets
+# of "As fast as the kernel allows" and whether each is met.
+#
+#   sudo scripts/bench.sh               # about 4-5 minutes on 2 cores
+#   COUNT=3 BENCHTIME=0.3s scripts/bench.sh
+#
+# Floors: tmpfs (the same bytes in a file on /dev/shm: the kernel's floor),
+# go-fuse (the same bytes served from memory by a minimal go-fuse tree of the
+# same shape: the floor of any FUSE server here) and commit (one bare bbolt
+# commit of a device creation's size, on the disk that holds the store).
+#
+# Exit status: 0 when everything ran, whether or not the targets are met
+# (the table says); 1 when a benchmark failed to run or to report; 2 usage.
+# Needs root (the benchmarks mount FUSE with mount(2)) and /dev/fuse.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+count=${COUNT:-5}         # runs of each benchmark; the table shows medians
+benchtime=${BENCHTIME:-0.5s}
+rss_count=${RSS_COUNT:-3} # runs of the daemon RSS benchmark (a 10k walk each)
+keep=${KEEP:-}            # a directory to keep the raw go test output in
+
+if [ $# -gt 0 ]; then
+	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [KEEP=DIR] $0" >&2
+	exit 2
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "scripts/bench.sh: the benchmarks mount FUSE with mount(2) and need root (try: sudo $0)" >&2
+	exit 1
+fi
+[ -e /dev/fuse ] || { echo "scripts/bench.sh: /dev/fuse is missing (modprobe fuse)" >&2; exit 1; }
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" != tmpfs ]; then
+	echo "scripts/bench.sh: /dev/shm is not tmpfs: the kernel floor needs one" >&2
+	exit 1
+fi
+
+raw=$(mktemp -d)
+trap 'rm -rf "$raw"' EXIT
+
+# bench NAME PKG PATTERN BENCHTIME COUNT: runs one go test -bench into $raw/NAME.
+bench() {
+	local name=$1 pkg=$2 pattern=$3 time=$4 n=$5 start=$SECONDS
+	printf '== %-6s go test -run ^$ -bench %s -benchtime %s -count %s %s' "$name" "$pattern" "$time" "$n" "$pkg" >&2
+	if ! go test -run '^$' -bench "$pattern" -benchtime "$time" -count "$n" -timeout 30m "$pkg" >"$raw/$name.txt" 2>&1 ||
+		grep -qE '^(--- FAIL|FAIL|panic:)' "$raw/$name.txt"; then
+		printf '\n' >&2
+		cat "$raw/$name.txt" >&2
+		echo "scripts/bench.sh: the $name benchmarks failed to run" >&2
+		exit 1
+	fi
+	if grep -q -- '--- SKIP' "$raw/$name.txt"; then
+		printf '\n' >&2
+		cat "$raw/$name.txt" >&2
+		echo "scripts/bench.sh: the $name benchmarks skipped" >&2
+		exit 1
+	fi
+	printf '  (%ds)\n' $((SECONDS - start)) >&2
+}
+
+bench fs ./fs/ '^Benchmark(Read|Create|Switch|List|SMI)$' "$benchtime" "$count"
+bench req ./fs/ '^BenchmarkRequests$' 1x 1
+bench store ./store/ '^BenchmarkStore' "$benchtime" "$count"
+bench rss ./cmd/morehd/ '^BenchmarkDaemonRSS$' 1x "$rss_count"
+[ -z "$keep" ] || { mkdir -p "$keep" && cp "$raw"/*.txt "$keep"/; }
+
+# Medians: one "name unit median runs" line per benchmark and unit, the name
+# without its -GOMAXPROCS suffix.
+cat "$raw"/*.txt | awk '
+/^Benchmark/ {
+	name = $1; sub(/-[0-9]+$/, "", name)
+	for (i = 3; i + 1 <= NF; i += 2) { k = name " " $(i+1); n[k]++; v[k, n[k]] = $i + 0 }
+}
+END {
+	for (k in n) {
+		m = n[k]
+		for (i = 1; i <= m; i++) a[i] = v[k, i]
+		for (i = 2; i <= m; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x }
+		med = (m % 2) ? a[(m+1)/2] : (a[m/2] + a[m/2+1]) / 2
+		printf "%s %.6g %d\n", k, med, m
+	}
+}' >"$raw/medians"
+
+declare -A med
+while read -r name unit value _; do
+	med["$name $unit"]=$value
+done <"$raw/medians"
+
+# get NAME UNIT: the median; a missing one fails the run (it is called in
+# subshells, so it leaves a mark in a file).
+get() {
+	local v=${med["$1 $2"]:-}
+	if [ -z "$v" ]; then
+		echo "scripts/bench.sh: no result for $1 ($2)" >&2
+		: >"$raw/missing"
+		echo 0
+		return
+	fi
+	echo "$v"
+}
+# ratio A B: A/B to two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# le A B: whether A <= B.
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+# reqs OP/ROOT: FUSE requests per operation (BenchmarkRequests), on the
+# go-fuse floor and the tree10k only.
+reqs() {
+	case $1 in
+	*/gofuse | */tree10k) awk -v n="$(get "BenchmarkRequests/$1" req/op)" 'BEGIN { printf "%.1f", n }' ;;
+	esac
+}
+# us NS: nanoseconds as microseconds.
+us() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1000 }'; }
+
+rows=()
+targets=()
+# row CELLS...: one line of the table; an empty cell shows as "-".
+row() {
+	local cells=() c
+	for c in "$@"; do cells+=("${c:--}"); done
+	rows+=("$(IFS=$'\t'; echo "${cells[*]}")")
+}
+result() { # result COND: PASS or MISS
+	if "$@"; then echo PASS; else echo MISS; fi
+}
+
+# Reads: each file on both floors and on the tree, 1 token and 10k devices.
+for file in current usage status status.json; do
+	g=$(get "BenchmarkRead/$file/gofuse" ns/op)
+	gp=$(get "BenchmarkRead/$file/gofuse" p99-ns)
+	t=$(get "BenchmarkRead/$file/tmpfs" ns/op)
+	for root in tmpfs gofuse tree tree10k tree10k-slowprobe; do
+		name=BenchmarkRead/$file/$root
+		ns=$(get "$name" ns/op)
+		p99=$(get "$name" p99-ns)
+		target= res=
+		case $root in
+		tree10k)
+			target="median <= 1.5x go-fuse"
+			res=$(result le "$(ratio "$ns" "$g")" 1.5)
+			targets+=("read $file, 10k devices: $(ratio "$ns" "$g")x go-fuse (<= 1.5x) $res")
+			;;
+		tree10k-slowprobe)
+			target="p99 <= 2x go-fuse p99"
+			res=$(result le "$(ratio "$p99" "$gp")" 2)
+			targets+=("read $file, 500 ms probe: p99 $(ratio "$p99" "$gp")x go-fuse p99 (<= 2x) $res; $(ratio "$p99" "$(get "BenchmarkRead/$file/tree10k" p99-ns)")x the p99 with a fast probe")
+			;;
+		esac
+		row "read/$file/$root" "$(us "$ns")" "$(us "$p99")" "$(reqs "read/$file/$root")" "$(ratio "$ns" "$g")" "$(ratio "$ns" "$t")" "" "$target" "$res"
+	done
+done
+
+# Device lifecycles: mkdir + read current + rmdir (two commits).
+commit=$(get BenchmarkCreate/commit ns/op)
+one=$(get BenchmarkCreate/1creator ns/op)
+sixteen=$(get BenchmarkCreate/16creators ns/op)
+row create/commit "$(us "$commit")" "$(us "$(get BenchmarkCreate/commit p99-ns)")" "" "" "" 1.00 "bare bbolt commit" ""
+row create/1creator "$(us "$one")" "$(us "$(get BenchmarkCreate/1creator p99-ns)")" "" "" "" "$(ratio "$one" "$commit")" "" ""
+speedup=$(ratio "$one" "$sixteen")
+res=$(result le 5 "$speedup")
+row create/16creators "$(us "$sixteen")" "$(us "$(get BenchmarkCreate/16creators p99-ns)")" "" "" "" "$(ratio "$sixteen" "$commit")" \
+	"throughput >= 5x 1creator: ${speedup}x" "$res"
+targets+=("16 concurrent creators: ${speedup}x the throughput of one (>= 5x) $res")
+
+# echo ID > current, ls devices (token at its limit), moreh-smi.
+for group in Switch List SMI; do
+	g=$(get "Benchmark$group/gofuse" ns/op)
+	t=$(get "Benchmark$group/tmpfs" ns/op)
+	label=$(echo "$group" | tr '[:upper:]' '[:lower:]')
+	for root in tmpfs gofuse tree10k; do
+		name=Benchmark$group/$root
+		ns=$(get "$name" ns/op)
+		c=""
+		[ "$group" = Switch ] && c=$(ratio "$ns" "$commit")
+		r=""
+		[ "$group" != SMI ] && r=$(reqs "$label/$root")
+		row "$label/$root" "$(us "$ns")" "$(us "$(get "$name" p99-ns)")" "$r" "$(ratio "$ns" "$g")" "$(ratio "$ns" "$t")" "$c" "" ""
+	done
+done
+
+# The store alone, below FUSE.
+scommit=$(get BenchmarkStoreCommit ns/op)
+for name in BenchmarkStoreCommit BenchmarkStoreCreate/1 BenchmarkStoreCreate/16 BenchmarkStoreRead/view BenchmarkStoreRead/token BenchmarkStoreRead/device BenchmarkStoreRead/caller; do
+	ns=$(get "$name" ns/op)
+	c=""
+	case $name in *Commit | *Create/*) c=$(ratio "$ns" "$scommit") ;; esac
+	label=${name#Benchmark}
+	label=$(echo "${label:0:1}" | tr '[:upper:]' '[:lower:]')${label:1}
+	row "$label" "$(us "$ns")" "" "" "" "" "$c" "" ""
+done
+sspeed=$(ratio "$(get BenchmarkStoreCreate/1 ns/op)" "$(get BenchmarkStoreCreate/16 ns/op)")
+
+# The daemon's memory with 10,000 devices.
+rss=$(get BenchmarkDaemonRSS/10k rss-MiB)
+res=$(result le "$rss" 64)
+targets+=("morehd resident memory, 10k devices: $rss MiB after the walk (< 64 MiB) $res")
+
+[ ! -e "$raw/missing" ] || exit 1
+
+{
+	printf 'benchmark\tmedian µs\tp99 µs\treq/op\t×go-fuse\t×tmpfs\t×commit\ttarget\tresult\n'
+	printf '%s\n' "${rows[@]}"
+} | column -t -s $'\t'
+echo
+echo "creators (16 concurrent vs 1): ${speedup}x throughput through FUSE, ${sspeed}x in the store alone"
+printf 'morehd RSS with 10,000 devices: %s MiB at start, %s MiB after walking every token (peak %s MiB)\n' \
+	"$(get BenchmarkDaemonRSS/10k start-MiB)" "$rss" "$(get BenchmarkDaemonRSS/10k hwm-MiB)"
+echo
+echo "targets (medians of $count runs, $rss_count for memory; ratios to floors of the same run):"
+printf '  %s\n' "${targets[@]}"
+echo "(one run on $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); go test output: KEEP=DIR $0)"
