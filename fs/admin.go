@@ -109,6 +109,9 @@ func (d *adminTokensDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return d.t.fail(ctx, "", "rmdir", "admin/tokens/"+name, err)
 	}
 	d.t.Log.Info("token revoked", "token", name)
+	if tokens := d.Root().GetChild("tokens"); tokens != nil {
+		tokens.NotifyEntry(name) // the kernel keeps tokens/<name> for staticTimeout otherwise
+	}
 	return 0
 }
 

@@ -57,7 +57,7 @@ func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.E
 	if err != nil {
 		return nil, 0, f.t.fail(ctx, f.token, "read", f.Path(nil), err)
 	}
-	return &snapshot{data: data}, fuse.FOPEN_DIRECT_IO, 0
+	return &snapshot{data: data}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 var _ = (fusefs.NodeSetxattrer)((*roFile)(nil))
@@ -94,7 +94,7 @@ var _ = (fusefs.NodeOpener)((*cmdFile)(nil))
 func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	switch {
 	case flags&syscall.O_ACCMODE == syscall.O_WRONLY:
-		return &snapshot{}, fuse.FOPEN_DIRECT_IO, 0
+		return &snapshot{}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 	case f.render == nil: // write-only, like reset
 		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), errReadOnly)
 	}

@@ -53,6 +53,27 @@ func (r *rootDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.A
 	return 0
 }
 
+var _ = (fusefs.NodeLookuper)((*rootDir)(nil))
+
+// Lookup finds the root's fixed entries, whose names and attributes never
+// change: the kernel may keep them for staticTimeout.
+func (r *rootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	child := r.GetChild(name)
+	if child == nil {
+		return nil, syscall.ENOENT
+	}
+	if ga, ok := child.Operations().(fusefs.NodeGetattrer); ok {
+		var a fuse.AttrOut
+		if errno := ga.Getattr(ctx, nil, &a); errno != 0 {
+			return nil, errno
+		}
+		out.Attr = a.Attr
+	}
+	out.SetEntryTimeout(staticTimeout)
+	out.SetAttrTimeout(staticTimeout)
+	return child, 0
+}
+
 // callerLink is a per-caller link such as /moreh/devices → tokens/<name>/devices,
 // resolved for whoever follows it, as /proc/self is.
 type callerLink struct {
@@ -96,18 +117,19 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
 	d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetEntryTimeout(staticTimeout) // a revoke drops it at once (adminTokensDir.Rmdir)
 	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(number, 0)}), 0
 }
 
 // tokenNumber finds a token in the store, or in memory when the store fails.
 func (d *tokensDir) tokenNumber(ctx context.Context, name string) (uint64, syscall.Errno) {
-	v, err := d.t.Registry.View(name)
+	tok, err := d.t.Registry.Token(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
 	case err == nil:
-		d.known[name] = v.Token.Number
-		return v.Token.Number, 0
+		d.known[name] = tok.Number
+		return tok.Number, 0
 	case store.KindOf(err) == store.KindNotFound:
 		delete(d.known, name)
 		return 0, syscall.ENOENT
@@ -136,6 +158,7 @@ var _ = (fusefs.NodeGetattrer)((*tokensDir)(nil))
 
 func (d *tokensDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = fuse.S_IFDIR | 0o755
+	out.SetTimeout(staticTimeout)
 	return 0
 }
 

@@ -71,11 +71,11 @@ func (d *tokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 }
 
 func (d *tokenDir) renderCurrent(ctx context.Context) ([]byte, error) {
-	v, err := d.t.Registry.View(d.token)
-	if err != nil || v.Token.Current == 0 {
+	tok, err := d.t.Registry.Token(d.token)
+	if err != nil || tok.Current == 0 {
 		return nil, err
 	}
-	return []byte(formatUint(v.Token.Current) + "\n"), nil
+	return []byte(formatUint(tok.Current) + "\n"), nil
 }
 
 func (d *tokenDir) switchTo(ctx context.Context, command string) error {

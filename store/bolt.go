@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,6 +14,17 @@ import (
 // boltEngine is the single-machine Engine: one bbolt file.
 type boltEngine struct {
 	db *bolt.DB
+
+	mu         sync.Mutex
+	queue      []*boltCall // transactions waiting for the next commit
+	committing bool        // a caller is committing a batch
+}
+
+// boltCall is one Update waiting in the queue.
+type boltCall struct {
+	fn   func(Tx) error
+	done chan error    // its result
+	lead chan struct{} // closed when it is to commit the next batch
 }
 
 var _ Engine = (*boltEngine)(nil)
@@ -42,8 +54,78 @@ func OpenBolt(path string, lockWait time.Duration) (Engine, error) {
 	return &boltEngine{db: db}, nil
 }
 
+// Update runs fn in a read-write transaction. Concurrent callers share
+// commits, and so the fsyncs: a caller that finds no commit running commits
+// every fn queued by then in one bbolt transaction; calls that queue
+// meanwhile wait, and the first of them commits the next batch. A lone caller
+// commits at once. fn may run more than once (see commit), as with bbolt's
+// own Batch: every fn in this package resets what it returns.
 func (e *boltEngine) Update(fn func(Tx) error) error {
-	return e.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	c := &boltCall{fn: fn, done: make(chan error, 1), lead: make(chan struct{})}
+	e.mu.Lock()
+	e.queue = append(e.queue, c)
+	if e.committing {
+		e.mu.Unlock()
+		select {
+		case err := <-c.done:
+			return err
+		case <-c.lead:
+		}
+		e.mu.Lock()
+	}
+	e.committing = true
+	batch := e.queue
+	e.queue = nil
+	e.mu.Unlock()
+
+	e.commit(batch)
+
+	e.mu.Lock()
+	if len(e.queue) > 0 {
+		close(e.queue[0].lead)
+	} else {
+		e.committing = false
+	}
+	e.mu.Unlock()
+	return <-c.done
+}
+
+// commit runs batch in one transaction and answers each call. When a fn
+// fails, the transaction is rolled back: that fn runs again alone, so that
+// its error is its own, and the others run again together.
+func (e *boltEngine) commit(batch []*boltCall) {
+	for len(batch) > 0 {
+		failed := -1
+		err := e.db.Update(func(tx *bolt.Tx) error {
+			for i, c := range batch {
+				if err := c.run(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 || len(batch) == 1 {
+			for _, c := range batch {
+				c.done <- err
+			}
+			return
+		}
+		c := batch[failed]
+		c.done <- e.db.Update(c.run)
+		batch = append(batch[:failed:failed], batch[failed+1:]...)
+	}
+}
+
+// run calls fn, its panic becoming its error, so that one bad transaction
+// cannot stall the callers queued behind it.
+func (c *boltCall) run(tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: a transaction panicked: %v", p)
+		}
+	}()
+	return c.fn(boltTx{tx})
 }
 
 func (e *boltEngine) View(fn func(Tx) error) error {

@@ -121,6 +121,17 @@ func (r *Registry) View(token string) (TokenView, error) {
 	return v, ioError(err)
 }
 
+// Token returns one token's record, without its devices.
+func (r *Registry) Token(name string) (Token, error) {
+	var t Token
+	err := r.eng.View(func(tx Tx) error {
+		var err error
+		t, err = loadToken(tx, name)
+		return err
+	})
+	return t, ioError(err)
+}
+
 // Tokens lists every token by name.
 func (r *Registry) Tokens() ([]Token, error) {
 	var ts []Token
