@@ -25,36 +25,34 @@ func (t *tree) bindCaller(ctx context.Context, secret string) error {
 	return nil
 }
 
-// adminDir is /moreh/admin, root's: it holds tokens/.
-type adminDir struct {
+// rootOnlyDir is a directory only root may enter: 0700 and root's.
+type rootOnlyDir struct {
 	fixedDir
+}
+
+var _ = (fusefs.NodeGetattrer)((*rootOnlyDir)(nil))
+
+func (d *rootOnlyDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	return 0
+}
+
+// adminDir is /moreh/admin: it holds tokens/.
+type adminDir struct {
+	rootOnlyDir
 }
 
 var _ = (fusefs.NodeOnAdder)((*adminDir)(nil))
 
 func (d *adminDir) OnAdd(ctx context.Context) {
-	tokens := &adminTokensDir{fixedDir: fixedDir{t: d.t}}
+	tokens := &adminTokensDir{rootOnlyDir: rootOnlyDir{fixedDir{t: d.t}}}
 	d.AddChild("tokens", d.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
-}
-
-var _ = (fusefs.NodeGetattrer)((*adminDir)(nil))
-
-func (d *adminDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
-	return 0
 }
 
 // adminTokensDir is /moreh/admin/tokens: mkdir NAME creates a token, rmdir
 // NAME revokes it.
 type adminTokensDir struct {
-	fixedDir
-}
-
-var _ = (fusefs.NodeGetattrer)((*adminTokensDir)(nil))
-
-func (d *adminTokensDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
-	return 0
+	rootOnlyDir
 }
 
 var _ = (fusefs.NodeLookuper)((*adminTokensDir)(nil))
@@ -72,7 +70,7 @@ func (d *adminTokensDir) Lookup(ctx context.Context, name string, out *fuse.Entr
 
 func (d *adminTokensDir) tokenInode(ctx context.Context, tok store.Token, out *fuse.EntryOut) *fusefs.Inode {
 	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
-	node := &adminTokenDir{fixedDir: fixedDir{t: d.t}, token: tok.Name, number: tok.Number}
+	node := &adminTokenDir{rootOnlyDir: rootOnlyDir{fixedDir{t: d.t}}, token: tok.Name, number: tok.Number}
 	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(tok.Number, 8)})
 }
 
@@ -117,19 +115,12 @@ func (d *adminTokensDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 
 // adminTokenDir is admin/tokens/<name>: the token's secret, limit and users.
 type adminTokenDir struct {
-	fixedDir
+	rootOnlyDir
 	token  string
 	number uint64
 }
 
 var adminTokenEntries = []string{"max_devices", "secret", "uids"}
-
-var _ = (fusefs.NodeGetattrer)((*adminTokenDir)(nil))
-
-func (d *adminTokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
-	return 0
-}
 
 var _ = (fusefs.NodeLookuper)((*adminTokenDir)(nil))
 

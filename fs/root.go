@@ -31,7 +31,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("metrics", t.renderMetrics)
 	bind := &cmdFile{roFile: roFile{t: t, mode: 0o222}, command: t.bindCaller}
 	r.AddChild("token", r.NewPersistentInode(ctx, bind, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
-	admin := &adminDir{fixedDir: fixedDir{t: t}}
+	admin := &adminDir{rootOnlyDir{fixedDir{t: t}}}
 	r.AddChild("admin", r.NewPersistentInode(ctx, admin, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	tokens := &tokensDir{fixedDir: fixedDir{t: t}, known: map[string]uint64{}}
 	if all, err := t.Registry.Tokens(); err == nil {
