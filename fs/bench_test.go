@@ -251,15 +251,7 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 	// The daemon logs as text to stderr; here the text goes nowhere.
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, stop := context.WithCancel(context.Background())
-	sampler := gpu.NewSampler(probe, time.Second, log) // morehd's --sample-interval default
-	procs := gpu.ProcFS{Root: "/proc"}
-	var background sync.WaitGroup
-	background.Add(2)
-	go func() { defer background.Done(); sampler.Run(ctx) }()
-	go func() {
-		defer background.Done()
-		reg.WatchJobs(ctx, 200*time.Millisecond, 0, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
-	}()
+	sampler, procs, waitBackground := gpu.Background(ctx, reg, probe, time.Second, 200*time.Millisecond, 0, log)
 	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
@@ -276,7 +268,7 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 			b.Errorf("unmount: %v", err)
 		}
 		stop()
-		background.Wait()
+		waitBackground()
 		eng.Close()
 	})
 	// A job on the device that is read, so usage and status show the

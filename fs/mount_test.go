@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,15 +63,7 @@ func mountTreeWith(t *testing.T, opts store.Options, probe gpu.Probe) *testTree 
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	sampler := gpu.NewSampler(probe, 50*time.Millisecond, log)
-	procs := gpu.ProcFS{Root: "/proc"}
-	var background sync.WaitGroup
-	background.Add(2)
-	go func() { defer background.Done(); sampler.Run(ctx) }()
-	go func() {
-		defer background.Done()
-		reg.WatchJobs(ctx, 20*time.Millisecond, 0, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
-	}()
+	sampler, procs, waitBackground := gpu.Background(ctx, reg, probe, 50*time.Millisecond, 20*time.Millisecond, 0, log)
 	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -90,7 +81,7 @@ func mountTreeWith(t *testing.T, opts store.Options, probe gpu.Probe) *testTree 
 			t.Errorf("unmount: %v", err)
 		}
 		stop()
-		background.Wait()
+		waitBackground()
 		eng.Close()
 	})
 	return &testTree{dir: dir, reg: reg, engine: eng}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -89,15 +88,9 @@ func serve(cfg config, log *slog.Logger) error {
 		return err
 	}
 	background, stopBackground := context.WithCancel(context.Background())
-	var running sync.WaitGroup
-	defer running.Wait() // before the store closes: the watcher uses it
+	sampler, procs, waitBackground := gpu.Background(background, reg, probe, cfg.sampleInterval, reapInterval, cfg.idleTimeout, log)
+	defer waitBackground() // before the store closes: the reaper uses it
 	defer stopBackground()
-	sampler := gpu.NewSampler(probe, cfg.sampleInterval, log)
-	procs := gpu.ProcFS{Root: "/proc"}
-	running.Go(func() { sampler.Run(background) })
-	running.Go(func() {
-		reg.WatchJobs(background, reapInterval, cfg.idleTimeout, procs, log, func(jobs []store.Job) { gpu.AssignJobs(probe, jobs) })
-	})
 
 	serverVersion, err := reg.ServerVersion()
 	if err != nil {
