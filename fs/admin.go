@@ -33,7 +33,7 @@ type rootOnlyDir struct {
 var _ = (fusefs.NodeGetattrer)((*rootOnlyDir)(nil))
 
 func (d *rootOnlyDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetTimeout(d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }
 
@@ -69,7 +69,7 @@ func (d *adminTokensDir) Lookup(ctx context.Context, name string, out *fuse.Entr
 }
 
 func (d *adminTokensDir) tokenInode(ctx context.Context, tok store.Token, out *fuse.EntryOut) *fusefs.Inode {
-	d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetAttrTimeout(d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr))
 	node := &adminTokenDir{rootOnlyDir: rootOnlyDir{fixedDir{t: d.t}}, token: tok.Name, number: tok.Number}
 	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(tok.Number, 8)})
 }
@@ -144,7 +144,7 @@ func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	default:
 		return nil, syscall.ENOENT
 	}
-	d.t.setAttr(ctx, "", fuse.S_IFREG|mode, &out.Attr)
+	out.SetAttrTimeout(d.t.setAttr(ctx, "", fuse.S_IFREG|mode, &out.Attr))
 	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: tokenIno(d.number, k)}), 0
 }
 

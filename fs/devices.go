@@ -33,8 +33,10 @@ func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	return d.deviceInode(ctx, id, out), 0
 }
 
+// deviceInode is a device's directory; its name is looked up again at each
+// use (entry timeout 0: devices come and go), its attributes may be kept.
 func (d *devicesDir) deviceInode(ctx context.Context, id uint64, out *fuse.EntryOut) *fusefs.Inode {
-	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetAttrTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	dev := &deviceDir{fixedDir: fixedDir{t: d.t}, token: d.token, id: id}
 	return d.NewInode(ctx, dev, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: deviceIno(id, 0)})
 }
@@ -87,7 +89,7 @@ func (d *devicesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 var _ = (fusefs.NodeGetattrer)((*devicesDir)(nil))
 
 func (d *devicesDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }
 
@@ -108,7 +110,7 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	for i, entry := range deviceEntries {
 		if entry == name {
 			node, mode := d.child(name)
-			d.t.setAttr(ctx, d.token, mode, &out.Attr)
+			out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
 			out.SetEntryTimeout(staticTimeout)
 			return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: deviceIno(d.id, uint64(i+1))}), 0
 		}
@@ -147,7 +149,7 @@ func (d *deviceDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errn
 var _ = (fusefs.NodeGetattrer)((*deviceDir)(nil))
 
 func (d *deviceDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }
 

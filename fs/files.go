@@ -39,7 +39,7 @@ var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
 
 // Getattr reports size 0 as /proc does: the content exists only once opened.
 func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr)
+	out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
 	return 0
 }
 
@@ -106,7 +106,7 @@ var _ = (fusefs.NodeSetattrer)((*cmdFile)(nil))
 // Setattr allows the truncate of `echo ID > file` and refuses the rest.
 func (f *cmdFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if sz, ok := in.GetSize(); ok && sz == 0 && in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_CTIME|fuse.FATTR_MTIME_NOW) == 0 {
-		f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr)
+		out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
 		return 0
 	}
 	return f.roFile.Setattr(ctx, fh, in, out)

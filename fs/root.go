@@ -39,7 +39,8 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 			tokens.known[tok.Name] = tok.Number
 		}
 	}
-	r.AddChild("tokens", r.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
+	t.tokens = r.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR})
+	r.AddChild("tokens", t.tokens, false)
 	for _, name := range []string{"devices", "current", "status"} {
 		link := &callerLink{t: t, name: name}
 		r.AddChild(name, r.NewPersistentInode(ctx, link, fusefs.StableAttr{Mode: fuse.S_IFLNK}), false)
@@ -50,6 +51,7 @@ var _ = (fusefs.NodeGetattrer)((*rootDir)(nil))
 
 func (r *rootDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = fuse.S_IFDIR | 0o755
+	out.SetTimeout(staticTimeout)
 	return 0
 }
 
@@ -97,7 +99,8 @@ func (l *callerLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 var _ = (fusefs.NodeGetattrer)((*callerLink)(nil))
 
 func (l *callerLink) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFLNK | 0o777
+	out.Mode = fuse.S_IFLNK | 0o777 // the same for every caller; only the target differs
+	out.SetTimeout(staticTimeout)
 	return 0
 }
 
@@ -116,7 +119,7 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, errno
 	}
 	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
-	d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetAttrTimeout(d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr))
 	out.SetEntryTimeout(staticTimeout) // a revoke drops it at once (adminTokensDir.Rmdir)
 	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(number, 0)}), 0
 }

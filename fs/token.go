@@ -29,7 +29,7 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			continue
 		}
 		node, mode := d.child(name)
-		d.t.setAttr(ctx, d.token, mode, &out.Attr)
+		out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
 		out.SetEntryTimeout(staticTimeout)
 		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(d.number, uint64(i+1))}), 0
 	}
@@ -66,7 +66,7 @@ func (d *tokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 var _ = (fusefs.NodeGetattrer)((*tokenDir)(nil))
 
 func (d *tokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr)
+	out.SetTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }
 

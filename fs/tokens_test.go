@@ -223,3 +223,48 @@ func TestAttachOnlyOwnProcesses(t *testing.T) {
 		t.Errorf("attach as alice:\n%s", out)
 	}
 }
+
+// TestCachedOwnersFollowBindings: a token's attributes are cached while one
+// user owns it, and every binding change drops them at once, so that the
+// kernel's permission check never uses an owner from before the change.
+func TestCachedOwnersFollowBindings(t *testing.T) {
+	tt, aliceSecret, _ := twoUsers(t)
+	// One user each: every caller, root included, sees that user as owner.
+	out := runAs(t, tt, 0, `cd "$M/tokens"; stat -c '%u %a' alice alice/current bob bob/devices`)
+	if out != "1001 700\n1001 600\n1002 700\n1002 700\n" {
+		t.Errorf("owners seen by root:\n%s", out)
+	}
+	// Bob caches his own token's attributes, then joins alice's token: he
+	// reads her files at once (a cached owner 1001 would refuse him) and no
+	// longer his old token's (a cached owner 1002 would let him in).
+	out = runAs(t, tt, bobUID, `cd "$M/tokens"; cat bob/current; stat -c %u bob bob/current
+echo "`+aliceSecret+`" > "$M/token"
+cat alice/current && stat -c %u alice alice/current
+cat bob/current`)
+	want := "1002\n1002\n1002\n1002\ncat: bob/current: Permission denied\n"
+	if out != want {
+		t.Errorf("bob joining alice's token:\n%s\nwant:\n%s", out, want)
+	}
+	// Shared by two users, each sees itself as the owner; bob's old token
+	// has no user left and belongs to root.
+	if out := runAs(t, tt, aliceUID, `stat -c %u "$M/tokens/alice"`); out != "1001\n" {
+		t.Errorf("alice sees her shared token owned by %q", out)
+	}
+	if out := runAs(t, tt, 0, `stat -c %u "$M/tokens/alice" "$M/tokens/bob"`); out != "0\n0\n" {
+		t.Errorf("root sees the shared token and the empty one owned by:\n%s", out)
+	}
+	// Revoking the last tokens opens the default token to every local user
+	// at once, though root just cached it as root's and 0700.
+	if out := runAs(t, tt, 0, `stat -c '%u %a' "$M/tokens/default" "$M/tokens/default/current"`); out != "0 700\n0 600\n" {
+		t.Errorf("the default token before the revoke:\n%s", out)
+	}
+	for _, name := range []string{"alice", "bob"} {
+		if err := syscall.Rmdir(tt.path("admin", "tokens", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out = runAs(t, tt, eveUID, `cd "$M"; readlink current; cat tokens/default/current && stat -c '%u %a' tokens/default tokens/default/current`)
+	if out != "tokens/default/current\n0 777\n0 666\n" {
+		t.Errorf("eve after the last revoke:\n%s", out)
+	}
+}

@@ -34,6 +34,7 @@ type Config struct {
 // tree is the state every node shares.
 type tree struct {
 	Config
+	tokens *fusefs.Inode // /moreh/tokens, set when the root is added
 }
 
 // staticTimeout is how long the kernel may cache names that never change.
@@ -65,6 +66,7 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Registry.OnOwnerChange(t.ownersChanged)
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		return nil, err
@@ -136,11 +138,13 @@ func (t *tree) fail(ctx context.Context, token, op, path string, err error) sysc
 	return errno
 }
 
-// setAttr fills what stat shows of a node. The nodes of a token belong to
-// whoever asks, when they are bound to it (as /proc/self does), and to root
-// otherwise: with default_permissions the kernel then lets only the token's
-// own users in.
-func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse.Attr) {
+// setAttr fills what stat shows of a node and returns how long the kernel
+// may keep it. A token's nodes belong to its one bound user for every
+// caller, so they are cached and default_permissions lets only that user
+// (and root) in; while several users share a token, each caller sees itself
+// as the owner (as /proc/self does), others root, and nothing is cached.
+// With tokens off, root owns them and their modes are open to everyone.
+func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse.Attr) time.Duration {
 	out.Mode = mode
 	out.Nlink = 1
 	if mode&syscall.S_IFMT == syscall.S_IFDIR {
@@ -148,12 +152,46 @@ func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse
 	}
 	out.Uid, out.Gid = 0, 0
 	if token == "" {
-		return
+		return staticTimeout
 	}
-	if c, ok := fuse.FromContext(ctx); ok {
+	c, ok := fuse.FromContext(ctx)
+	if owner, err := t.Registry.TokenOwner(token); err == nil && owner.Uniform {
+		if owner.Everyone {
+			out.Mode |= (mode & 0o700 >> 3) | (mode & 0o700 >> 6)
+		}
+		out.Uid = uint32(owner.UID)
+		if ok && c.Uid == out.Uid {
+			out.Gid = c.Gid // the group shows no permission bits, so any caller's answer may be cached
+		}
+		return staticTimeout
+	}
+	if ok {
 		if own, err := t.Registry.CallerToken(int(c.Uid)); err == nil && own == token {
 			out.Uid, out.Gid = c.Uid, c.Gid
 		}
+	}
+	return 0
+}
+
+// ownersChanged drops the kernel's cached attributes of the named tokens'
+// nodes (OnOwnerChange): called after the change, never under a lock.
+func (t *tree) ownersChanged(tokens []string) {
+	if t.tokens == nil {
+		return
+	}
+	for _, name := range tokens {
+		if dir := t.tokens.GetChild(name); dir != nil {
+			notifyAttrs(dir)
+		}
+	}
+}
+
+// notifyAttrs invalidates the attributes of n and of every node below it
+// that the kernel knows (offset -1: attributes only, no content).
+func notifyAttrs(n *fusefs.Inode) {
+	n.NotifyContent(-1, 0)
+	for _, child := range n.Children() {
+		notifyAttrs(child)
 	}
 }
 

@@ -76,10 +76,13 @@ func TestRootLayout(t *testing.T) {
 	if got := readFile(t, tt.path("current")); got != "" {
 		t.Errorf("current of a fresh token = %q, want empty", got)
 	}
+	// With tokens off every local user shares the default token: its modes
+	// are DESIGN.md's opened to all (TestTokensIsolateUsers has them closed).
 	modes := map[string]os.FileMode{
 		"README": 0o444, "version": 0o444, "models": 0o444, "pool": 0o444, "token": 0o222,
-		"tokens/default/current": 0o600, "tokens/default/status": 0o400, "tokens/default/errors": 0o400,
-		"tokens/default/limit": 0o400, "tokens/default": os.ModeDir | 0o700, "admin": os.ModeDir | 0o700,
+		"tokens/default/current": 0o666, "tokens/default/status": 0o444, "tokens/default/errors": 0o444,
+		"tokens/default/limit": 0o444, "tokens/default": os.ModeDir | 0o777, "admin": os.ModeDir | 0o700,
+		"tokens/default/devices": os.ModeDir | 0o777,
 	}
 	for name, mode := range modes {
 		fi, err := os.Stat(tt.path(name))

@@ -84,7 +84,7 @@ func benchRegistry(b *testing.B, tokens, creators int) *Registry {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := reg.countSecretTokens(); err != nil {
+	if err := reg.refreshTokens(); err != nil {
 		b.Fatal(err)
 	}
 	return reg

@@ -125,7 +125,7 @@ func (r *Registry) WatchJobs(ctx context.Context, every, idleTimeout time.Durati
 				log.Info("idle device removed", "token", d.Token, "id", d.ID, "idle_timeout", idleTimeout)
 			}
 		}
-		if err := r.countSecretTokens(); err != nil {
+		if err := r.refreshTokens(); err != nil {
 			log.Error("counting tokens", "err", err)
 		}
 		if onTick != nil {

@@ -27,6 +27,7 @@ type Registry struct {
 	now    func() time.Time
 
 	secretTokens atomic.Int64 // tokens with a secret: when 0 every caller shares the default token
+	owners       owners       // each token's Owner, to tell the tree which changed
 }
 
 // Open prepares the registry on eng: the default token exists with the
@@ -70,7 +71,7 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 	if err != nil {
 		return nil, ioError(err)
 	}
-	return r, r.countSecretTokens()
+	return r, r.refreshTokens()
 }
 
 // Node is this machine's name in the pool.

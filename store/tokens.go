@@ -53,7 +53,13 @@ func (r *Registry) CreateToken(name string, maxDevices int) (Token, string, erro
 	if err != nil {
 		return Token{}, "", ioError(err)
 	}
-	return t, secret, r.countSecretTokens()
+	// The token exists now: a failure to read it back is only retried by WatchJobs.
+	if r.secretTokens.Add(1) == 1 {
+		r.refreshTokens() // the first token with a secret: every token's owner changes
+	} else {
+		r.refreshOwners(name)
+	}
+	return t, secret, nil
 }
 
 func setSecretHash(tx Tx, t *Token, hash []byte) error {
@@ -110,7 +116,12 @@ func (r *Registry) RevokeToken(name string) error {
 	if err != nil {
 		return ioError(err)
 	}
-	return r.countSecretTokens()
+	if r.secretTokens.Add(-1) <= 0 {
+		r.refreshTokens() // the last one: every caller shares the default token again
+	} else {
+		r.refreshOwners(name)
+	}
+	return nil
 }
 
 // SetMaxDevices changes a token's device limit; devices above it are kept.
@@ -138,7 +149,7 @@ func validLimit(n int) error {
 // Bind binds uid to the token whose secret is given. The secret is never
 // repeated in an error.
 func (r *Registry) Bind(uid int, secret string) (string, error) {
-	var name string
+	var name, old string
 	err := r.eng.Update(func(tx Tx) error {
 		hash := hashSecret(secret)
 		name = string(tx.Get(bucketSecrets, hash))
@@ -149,7 +160,7 @@ func (r *Registry) Bind(uid int, secret string) (string, error) {
 		if r.opts.SharedSecret != "" {
 			return nil // every caller is bound to the shared token already
 		}
-		if old := string(tx.Get(bucketUIDs, u64(uint64(uid)))); old != "" && old != name {
+		if old = string(tx.Get(bucketUIDs, u64(uint64(uid)))); old != "" && old != name {
 			if prev, err := loadToken(tx, old); err == nil {
 				prev.UIDs = slices.DeleteFunc(prev.UIDs, func(u int) bool { return u == uid })
 				if err := putJSON(tx, bucketTokens, []byte(old), prev); err != nil {
@@ -165,7 +176,11 @@ func (r *Registry) Bind(uid int, secret string) (string, error) {
 		}
 		return putJSON(tx, bucketTokens, []byte(name), t)
 	})
-	return name, ioError(err)
+	if err != nil {
+		return "", ioError(err)
+	}
+	r.refreshOwners(name, old)
+	return name, nil
 }
 
 // CallerToken is the token of uid: the default token while no token has a
@@ -195,21 +210,4 @@ func (r *Registry) CallerToken(uid int) (string, error) {
 // secrets exist and no shared secret is set).
 func (r *Registry) TokensEnabled() bool {
 	return r.opts.SharedSecret == "" && r.secretTokens.Load() > 0
-}
-
-// countSecretTokens refreshes how many tokens have a secret of their own.
-func (r *Registry) countSecretTokens() error {
-	var n int64
-	err := r.eng.View(func(tx Tx) error {
-		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
-			var t Token
-			err := decodeJSON(bucketTokens, k, v, &t)
-			if err == nil && len(t.Nonce) > 0 {
-				n++
-			}
-			return err
-		})
-	})
-	r.secretTokens.Store(n)
-	return ioError(err)
 }
