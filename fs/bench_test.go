@@ -756,26 +756,35 @@ func BenchmarkRead(b *testing.B) {
 // BenchmarkCreate is mkdir + read current + rmdir of a device (two commits)
 // by one creator and by 16 concurrent ones, each on a token of its own, in
 // the store of 10,000 devices; against one bare bbolt commit of the size of
-// a creation, on the same disk.
+// a creation, on the same disk, and against the same lifecycles on the
+// creation floor (a minimal go-fuse tree whose mkdir and rmdir each commit
+// one key: what FUSE and the disk allow here).
 func BenchmarkCreate(b *testing.B) {
 	benchNeedRoot(b)
 	bt := benchMount(b, benchSeed(b, benchTokens), 0)
+	names := make([]string, benchCreatorN)
 	dirs := make([]string, benchCreatorN)
 	for i := range dirs {
-		name := fmt.Sprintf("creator%02d", i)
-		if _, _, err := bt.reg.CreateToken(name, benchPerToken); err != nil {
+		names[i] = fmt.Sprintf("creator%02d", i)
+		if _, _, err := bt.reg.CreateToken(names[i], benchPerToken); err != nil {
 			b.Fatal(err)
 		}
-		dirs[i] = bt.path("tokens/" + name)
+		dirs[i] = bt.path("tokens/" + names[i])
 	}
+	floor := benchCreateFloor(b, filepath.Dir(bt.dir), names)
 	b.Run("commit", func(b *testing.B) { benchCommits(b, filepath.Join(filepath.Dir(bt.dir), "commit.db")) })
 	client := benchStartClient(b)
-	b.Run("1creator", func(b *testing.B) {
-		client.run(b, benchReq{Op: "create", Paths: dirs, Creators: 1})
-	})
-	b.Run(fmt.Sprintf("%dcreators", benchCreatorN), func(b *testing.B) {
-		client.run(b, benchReq{Op: "create", Paths: dirs, Creators: benchCreatorN})
-	})
+	for _, r := range []struct {
+		name string
+		dirs []string
+	}{{"gofuse-", floor}, {"", dirs}} {
+		b.Run(r.name+"1creator", func(b *testing.B) {
+			client.run(b, benchReq{Op: "create", Paths: r.dirs, Creators: 1})
+		})
+		b.Run(fmt.Sprintf("%s%dcreators", r.name, benchCreatorN), func(b *testing.B) {
+			client.run(b, benchReq{Op: "create", Paths: r.dirs, Creators: benchCreatorN})
+		})
+	}
 }
 
 // benchCommits times bare bbolt commits, each of what a device creation
@@ -935,6 +944,18 @@ func BenchmarkRequests(b *testing.B) {
 		op{"switch", func(dir string) benchReq {
 			return benchReq{Op: "write", Paths: []string{filepath.Join(dir, "current")}, Data: ids}
 		}})
+	// Device lifecycles, on the creation floor and on a token of the tree.
+	if _, _, err := bt.reg.CreateToken("creator00", benchPerToken); err != nil {
+		b.Fatal(err)
+	}
+	floorCreator := benchCreateFloor(b, filepath.Dir(bt.dir), []string{"creator00"}, true)[0]
+	ops = append(ops, op{"create", func(dir string) benchReq {
+		tokenDir := filepath.Join(dir, "tokens", "creator00")
+		if dir == roots[0].dir {
+			tokenDir = floorCreator
+		}
+		return benchReq{Op: "create", Paths: []string{tokenDir}, Creators: 1}
+	}})
 	const per = 20 // operations counted per b.N
 	for _, o := range ops {
 		for _, r := range roots {
