@@ -3,7 +3,6 @@ package fs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"slices"
 	"strconv"
 
@@ -84,6 +83,9 @@ func (t *tree) tableView(token string, device uint64) (TableView, store.TokenVie
 		return TableView{}, v, err
 	}
 	tv := TableView{Time: t.Now(), SMIVersion: t.Version, ClientVersion: t.Version, ServerVersion: t.Server}
+	if device == 0 {
+		tv.Devices = make([]DeviceRow, 0, len(v.Devices))
+	}
 	for _, d := range v.Devices {
 		if device != 0 && d.ID != device {
 			continue
@@ -94,7 +96,7 @@ func (t *tree) tableView(token string, device uint64) (TableView, store.TokenVie
 			ID: d.ID, Current: d.ID == v.Token.Current, Name: deviceName, Model: d.Model,
 			MemoryUsedMiB: u.usedMiB, MemoryTotalMiB: u.totalMiB, Utilization: u.utilization,
 		})
-		tv.Processes = append(tv.Processes, t.processRows(job)...)
+		tv.Processes = t.appendProcessRows(tv.Processes, job)
 	}
 	if device != 0 && len(tv.Devices) == 0 {
 		return tv, v, &store.Error{Kind: store.KindNotFound, Msg: "Device " + formatUint(device) + " does not exist."}
@@ -102,14 +104,21 @@ func (t *tree) tableView(token string, device uint64) (TableView, store.TokenVie
 	return tv, v, nil
 }
 
-// processRows lists a job's processes with their names and GPU memory.
-func (t *tree) processRows(job store.Job) []ProcessRow {
+// appendProcessRows appends a job's processes with their names and GPU
+// memory, as the last sample read them.
+func (t *tree) appendProcessRows(rows []ProcessRow, job store.Job) []ProcessRow {
+	if len(job.Procs) == 0 {
+		return rows
+	}
 	snap := t.Sampler.Latest()
 	procs := slices.Clone(job.Procs)
 	slices.SortFunc(procs, func(a, b store.Proc) int { return a.PID - b.PID })
-	var rows []ProcessRow
 	for _, p := range procs {
-		rows = append(rows, ProcessRow{Device: job.Device, JobID: job.ID, PID: p.PID, Name: t.Procs.Comm(p.PID), MemoryMiB: snap.ProcessMiB(p.PID)})
+		name, named := snap.ProcessName(p)
+		if !named { // attached since that sample
+			name = t.Procs.Comm(p.PID)
+		}
+		rows = append(rows, ProcessRow{Device: job.Device, JobID: job.ID, PID: p.PID, Name: name, MemoryMiB: snap.ProcessMiB(p.PID)})
 	}
 	return rows
 }
@@ -119,46 +128,7 @@ func (t *tree) renderStatus(token string, device uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	err = WriteTable(&b, tv)
-	return b.Bytes(), err
-}
-
-// statusJSON is status.json: the table's data for programs.
-type statusJSON struct {
-	Time          string        `json:"time"`
-	SMIVersion    string        `json:"smi_version"`
-	ClientVersion string        `json:"client_version"`
-	ServerVersion string        `json:"server_version"`
-	Token         string        `json:"token"`
-	Current       *uint64       `json:"current"`
-	Limit         limitJSON     `json:"limit"`
-	Devices       []deviceJSON  `json:"devices"`
-	Processes     []processJSON `json:"processes"`
-}
-
-type limitJSON struct {
-	Max  int `json:"max"`
-	Used int `json:"used"`
-}
-
-type deviceJSON struct {
-	ID             uint64 `json:"id"`
-	Current        bool   `json:"current"`
-	Name           string `json:"name"`
-	Model          string `json:"model"`
-	Units          int    `json:"units"`
-	MemoryUsedMiB  uint64 `json:"memory_used_mib"`
-	MemoryTotalMiB uint64 `json:"memory_total_mib"`
-	Utilization    *int   `json:"utilization"` // null while no job runs
-}
-
-type processJSON struct {
-	Device    uint64 `json:"device"`
-	JobID     uint64 `json:"job_id"`
-	PID       int    `json:"pid"`
-	Name      string `json:"name"`
-	MemoryMiB uint64 `json:"memory_mib"`
+	return appendTable(nil, tv), nil
 }
 
 func (t *tree) renderStatusJSON(token string, device uint64) ([]byte, error) {
@@ -170,7 +140,7 @@ func (t *tree) renderStatusJSON(token string, device uint64) ([]byte, error) {
 		Time: tv.Time.Format("2006-01-02T15:04:05Z07:00"), SMIVersion: tv.SMIVersion,
 		ClientVersion: tv.ClientVersion, ServerVersion: tv.ServerVersion, Token: token,
 		Limit:   limitJSON{Max: v.Token.MaxDevices, Used: len(v.Devices)},
-		Devices: []deviceJSON{}, Processes: []processJSON{},
+		Devices: make([]deviceJSON, 0, len(tv.Devices)), Processes: make([]processJSON, 0, len(tv.Processes)),
 	}
 	if v.Token.Current != 0 {
 		out.Current = &v.Token.Current
@@ -187,8 +157,8 @@ func (t *tree) renderStatusJSON(token string, device uint64) ([]byte, error) {
 	for _, p := range tv.Processes {
 		out.Processes = append(out.Processes, processJSON(p))
 	}
-	b, err := json.MarshalIndent(out, "", "  ")
-	return append(b, '\n'), err
+	b := make([]byte, 0, 512+320*len(out.Devices)+160*len(out.Processes)) // about its size, to grow it once
+	return append(out.appendIndented(b), '\n'), nil
 }
 
 const readmeText = `moreh: virtual accelerator devices as files

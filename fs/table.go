@@ -1,8 +1,8 @@
 package fs
 
 import (
-	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,17 +70,45 @@ var processColumns = []column{
 
 // WriteTable renders v as the moreh-smi table.
 func WriteTable(w io.Writer, v TableView) error {
-	var b strings.Builder
-	b.WriteString(v.Time.Format(timeLayout) + "\n")
-	writeDevices(&b, v)
-	b.WriteString("\nProcesses:\n")
-	writeProcesses(&b, v.Processes)
-	_, err := io.WriteString(w, b.String())
+	_, err := w.Write(appendTable(nil, v))
 	return err
 }
 
-// writeDevices writes the title and the device table.
-func writeDevices(b *strings.Builder, v TableView) {
+// appendTable appends the moreh-smi table of v to b.
+func appendTable(b []byte, v TableView) []byte {
+	devices, title := deviceGrid(v)
+	processes := processGrid(v.Processes)
+	b = slices.Grow(b, len(timeLayout)+devices.size()+len(title)+len("\nProcesses:\n")+processes.size())
+	b = v.Time.AppendFormat(b, timeLayout)
+	b = append(b, '\n')
+	b = devices.rule(b, '-')
+	b = append(b, title...)
+	b = devices.rule(b, '-')
+	b = devices.header(b)
+	b = devices.rule(b, '=')
+	if len(devices.rows) == 0 {
+		b = devices.banner(b, noDevices)
+		b = devices.rule(b, '-')
+	}
+	for _, r := range devices.rows {
+		b = devices.row(b, r)
+		b = devices.rule(b, '-') // every device row is closed by a rule, like nvidia-smi
+	}
+	b = append(b, "\nProcesses:\n"...)
+	b = processes.rule(b, '-')
+	b = processes.header(b)
+	b = processes.rule(b, '=')
+	if len(processes.rows) == 0 {
+		b = processes.banner(b, noProcesses)
+	}
+	for _, r := range processes.rows { // not separated, unlike the devices
+		b = processes.row(b, r)
+	}
+	return processes.rule(b, '-')
+}
+
+// deviceGrid lays out the device table and its title line.
+func deviceGrid(v TableView) (*grid, string) {
 	rows := make([][]string, len(v.Devices))
 	for i, d := range v.Devices {
 		rows[i] = deviceCells(d)
@@ -92,24 +120,11 @@ func writeDevices(b *strings.Builder, v TableView) {
 	if len(rows) == 0 {
 		g.fit(bannerWidth(noDevices))
 	}
-
-	g.rule(b, '-')
-	b.WriteString(left + spaces(g.width()-textWidth(left)-textWidth(right)) + right + "\n")
-	g.rule(b, '-')
-	g.header(b)
-	g.rule(b, '=')
-	if len(rows) == 0 {
-		g.banner(b, noDevices)
-		g.rule(b, '-')
-	}
-	for _, r := range rows {
-		g.row(b, r)
-		g.rule(b, '-') // every device row is closed by a rule, like nvidia-smi
-	}
+	return g, left + spaces(g.width()-textWidth(left)-textWidth(right)) + right + "\n"
 }
 
-// writeProcesses writes the processes table; its rows are not separated.
-func writeProcesses(b *strings.Builder, ps []ProcessRow) {
+// processGrid lays out the processes table.
+func processGrid(ps []ProcessRow) *grid {
 	rows := make([][]string, len(ps))
 	for i, p := range ps {
 		rows[i] = processCells(p)
@@ -118,17 +133,7 @@ func writeProcesses(b *strings.Builder, ps []ProcessRow) {
 	if len(rows) == 0 {
 		g.fit(bannerWidth(noProcesses))
 	}
-
-	g.rule(b, '-')
-	g.header(b)
-	g.rule(b, '=')
-	if len(rows) == 0 {
-		g.banner(b, noProcesses)
-	}
-	for _, r := range rows {
-		g.row(b, r)
-	}
-	g.rule(b, '-')
+	return g
 }
 
 func deviceCells(d DeviceRow) []string {
@@ -156,7 +161,12 @@ func processCells(p ProcessRow) []string {
 	}
 }
 
-func mib(n uint64) string { return fmt.Sprintf("%7d MiB", n) }
+// mib shows n as "%7d MiB" does.
+func mib(n uint64) string {
+	var buf [32]byte
+	b := strconv.AppendUint(append(buf[:0], "       "...), n, 10)
+	return string(append(b[min(len(b)-7, 7):], " MiB"...))
+}
 
 // utilization shows a percentage, or "-" for NoUtilization (or any other
 // negative value, which cannot be a percentage).
@@ -176,11 +186,12 @@ type column struct {
 // grid is a bordered table whose columns are as wide as their widest cell.
 type grid struct {
 	cols   []column
+	rows   [][]string
 	widths []int // content width of each column, without cellPad
 }
 
 func newGrid(cols []column, rows [][]string) *grid {
-	g := &grid{cols: cols, widths: make([]int, len(cols))}
+	g := &grid{cols: cols, rows: rows, widths: make([]int, len(cols))}
 	for i, c := range cols {
 		g.widths[i] = textWidth(c.header)
 		for _, r := range rows {
@@ -199,6 +210,11 @@ func (g *grid) width() int {
 	return n
 }
 
+// size is about the bytes of the whole grid: its lines, a rule after each.
+func (g *grid) size() int {
+	return (g.width() + 1) * (2*len(g.rows) + 6)
+}
+
 // fit widens the last column so that a line of n characters fits the grid.
 func (g *grid) fit(n int) {
 	if d := n - g.width(); d > 0 {
@@ -206,48 +222,51 @@ func (g *grid) fit(n int) {
 	}
 }
 
-func (g *grid) rule(b *strings.Builder, fill byte) {
-	b.WriteString("+" + strings.Repeat(string(fill), g.width()-2) + "+\n")
+func (g *grid) rule(b []byte, fill byte) []byte {
+	b = append(b, '+')
+	b = appendRepeat(b, fill, g.width()-2)
+	return append(b, "+\n"...)
 }
 
 // header writes the header row; a header wider than its text gets half the
 // extra spaces on the left and the rest on the right.
-func (g *grid) header(b *strings.Builder) {
-	cells := make([]string, len(g.cols))
+func (g *grid) header(b []byte) []byte {
+	b = append(b, '|')
 	for i, c := range g.cols {
 		k := g.widths[i] - textWidth(c.header)
-		cells[i] = spaces(k/2) + c.header + spaces(k-k/2)
+		b = append(b, cellPad...)
+		b = appendRepeat(b, ' ', k/2)
+		b = append(b, c.header...)
+		b = appendRepeat(b, ' ', k-k/2)
+		b = append(b, cellPad+"|"...)
 	}
-	g.line(b, cells)
+	return append(b, '\n')
 }
 
 // row writes one data row, aligning each cell within its column.
-func (g *grid) row(b *strings.Builder, r []string) {
-	cells := make([]string, len(r))
+func (g *grid) row(b []byte, r []string) []byte {
+	b = append(b, '|')
 	for i, s := range r {
-		pad := spaces(g.widths[i] - textWidth(s))
+		pad := g.widths[i] - textWidth(s)
+		b = append(b, cellPad...)
 		if g.cols[i].right {
-			cells[i] = pad + s
+			b = appendRepeat(b, ' ', pad)
+			b = append(b, s...)
 		} else {
-			cells[i] = s + pad
+			b = append(b, s...)
+			b = appendRepeat(b, ' ', pad)
 		}
+		b = append(b, cellPad+"|"...)
 	}
-	g.line(b, cells)
-}
-
-// line writes cells that are already padded to their column widths.
-func (g *grid) line(b *strings.Builder, cells []string) {
-	b.WriteString("|")
-	for _, c := range cells {
-		b.WriteString(cellPad + c + cellPad + "|")
-	}
-	b.WriteString("\n")
+	return append(b, '\n')
 }
 
 // banner writes a row of one left-aligned text spanning the whole grid.
-func (g *grid) banner(b *strings.Builder, text string) {
-	s := "|" + cellPad + text
-	b.WriteString(s + spaces(g.width()-1-textWidth(s)) + "|\n")
+func (g *grid) banner(b []byte, text string) []byte {
+	b = append(b, "|"+cellPad...)
+	b = append(b, text...)
+	b = appendRepeat(b, ' ', g.width()-2-len(cellPad)-textWidth(text))
+	return append(b, "|\n"...)
 }
 
 // bannerWidth is the narrowest grid width that holds text as a banner.
@@ -259,3 +278,11 @@ func bannerWidth(text string) int {
 func textWidth(s string) int { return utf8.RuneCountInString(s) }
 
 func spaces(n int) string { return strings.Repeat(" ", max(n, 0)) }
+
+// appendRepeat appends n copies of c; none when n <= 0.
+func appendRepeat(b []byte, c byte, n int) []byte {
+	for range n {
+		b = append(b, c)
+	}
+	return b
+}

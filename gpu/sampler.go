@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/moreh-io/moreh/store"
 )
 
 // Snapshot is the probe's last complete reading.
@@ -12,6 +14,7 @@ type Snapshot struct {
 	Time      time.Time
 	Readings  map[int]Reading // by GPU index
 	Processes []Process
+	names     map[int]procName // of the NameJobs processes, by pid, read after the figures
 }
 
 // ProcessMiB is the GPU memory of pid over all its GPUs.
@@ -35,11 +38,13 @@ type Sampler struct {
 	latest  atomic.Pointer[Snapshot]
 	running atomic.Bool
 	kick    chan struct{}
+	procs   ProcFS                       // where names are read
+	named   atomic.Pointer[[]store.Proc] // whose names each sample reads (NameJobs)
 }
 
 // NewSampler samples p every interval once Run starts.
 func NewSampler(p Probe, every time.Duration, log *slog.Logger) *Sampler {
-	s := &Sampler{probe: p, every: every, log: log, kick: make(chan struct{}, 1)}
+	s := &Sampler{probe: p, every: every, log: log, kick: make(chan struct{}, 1), procs: ProcFS{Root: "/proc"}}
 	s.latest.Store(&Snapshot{Readings: map[int]Reading{}})
 	return s
 }
@@ -99,5 +104,6 @@ func (s *Sampler) sample(ctx context.Context) *Snapshot {
 	if snap.Processes, err = s.probe.Processes(ctx); err != nil {
 		s.log.Warn("gpu processes failed", "backend", s.probe.Name(), "err", err)
 	}
+	snap.names = s.readNames()
 	return snap
 }

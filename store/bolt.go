@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -125,11 +126,11 @@ func (c *boltCall) run(tx *bolt.Tx) (err error) {
 			err = fmt.Errorf("store: a transaction panicked: %v", p)
 		}
 	}()
-	return c.fn(boltTx{tx})
+	return c.fn(newBoltTx(tx))
 }
 
 func (e *boltEngine) View(fn func(Tx) error) error {
-	return e.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return e.db.View(func(tx *bolt.Tx) error { return fn(newBoltTx(tx)) })
 }
 
 func (e *boltEngine) Close() error { return e.db.Close() }
@@ -137,19 +138,60 @@ func (e *boltEngine) Close() error { return e.db.Close() }
 // ServerVersion is empty: with bbolt the daemon itself is the server.
 func (e *boltEngine) ServerVersion() (string, error) { return "", nil }
 
-type boltTx struct{ tx *bolt.Tx }
+type boltTx struct {
+	tx *bolt.Tx
+	// open holds the buckets used so far, in allBuckets' order: in a
+	// read-only transaction bbolt opens a bucket anew at each use, and
+	// allocates a cursor at each Get.
+	open []boltBucket
+}
 
-func (t boltTx) bucket(name []byte) *bolt.Bucket {
+// boltBucket is a bucket of a transaction, with the cursor its Gets share.
+type boltBucket struct {
+	b    *bolt.Bucket
+	seek *bolt.Cursor // only in read-only transactions: a write moves what it points to
+}
+
+func newBoltTx(tx *bolt.Tx) boltTx {
+	return boltTx{tx: tx, open: make([]boltBucket, len(allBuckets))}
+}
+
+func (t boltTx) bucket(name []byte) *boltBucket {
+	i := slices.IndexFunc(allBuckets, func(b []byte) bool { return bytes.Equal(b, name) })
+	if i >= 0 && t.open[i].b != nil {
+		return &t.open[i]
+	}
 	b := t.tx.Bucket(name)
 	if b == nil {
 		// Buckets are created at open; a missing one is a programming error.
 		panic(fmt.Sprintf("store: unknown bucket %q", name))
 	}
-	return b
+	if i < 0 {
+		return &boltBucket{b: b}
+	}
+	t.open[i].b = b
+	return &t.open[i]
+}
+
+// borrow returns the value of key as bbolt holds it: valid only until the
+// transaction ends, and never to be changed.
+func (t boltTx) borrow(bucket, key []byte) []byte {
+	b := t.bucket(bucket)
+	if t.tx.Writable() {
+		return b.b.Get(key)
+	}
+	if b.seek == nil {
+		b.seek = b.b.Cursor()
+	}
+	k, v := b.seek.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 func (t boltTx) Get(bucket, key []byte) []byte {
-	v := t.bucket(bucket).Get(key)
+	v := t.borrow(bucket, key)
 	if v == nil {
 		return nil
 	}
@@ -157,14 +199,14 @@ func (t boltTx) Get(bucket, key []byte) []byte {
 	return bytes.Clone(v)
 }
 
-func (t boltTx) Put(bucket, key, value []byte) error { return t.bucket(bucket).Put(key, value) }
+func (t boltTx) Put(bucket, key, value []byte) error { return t.bucket(bucket).b.Put(key, value) }
 
 func (t boltTx) PutEphemeral(bucket, key, value []byte) error { return t.Put(bucket, key, value) }
 
-func (t boltTx) Delete(bucket, key []byte) error { return t.bucket(bucket).Delete(key) }
+func (t boltTx) Delete(bucket, key []byte) error { return t.bucket(bucket).b.Delete(key) }
 
 func (t boltTx) ForEachPrefix(bucket, prefix []byte, fn func(k, v []byte) error) error {
-	c := t.bucket(bucket).Cursor()
+	c := t.bucket(bucket).b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		if err := fn(bytes.Clone(k), bytes.Clone(v)); err != nil {
 			return err

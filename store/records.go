@@ -62,16 +62,43 @@ func (d Device) ModelInfo() Model {
 	return m
 }
 
+// borrower is a Tx that can lend a value without copying it, for as long as
+// the transaction runs and the value is only read.
+type borrower interface {
+	borrow(bucket, key []byte) []byte
+}
+
 func getJSON(tx Tx, bucket, key []byte, v any) (bool, error) {
-	raw := tx.Get(bucket, key)
+	var raw []byte
+	if b, ok := tx.(borrower); ok {
+		raw = b.borrow(bucket, key) // decoding keeps nothing of raw
+	} else {
+		raw = tx.Get(bucket, key)
+	}
 	if raw == nil {
 		return false, nil
 	}
 	return true, decodeJSON(bucket, key, raw, v)
 }
 
-// decodeJSON decodes a record read from bucket under key.
+// decodeJSON decodes a record read from bucket under key into v, which
+// points to a zero value: the record types are decoded once per content.
 func decodeJSON(bucket, key, raw []byte, v any) error {
+	switch v := v.(type) {
+	case *Device:
+		return deviceMemo.decode(bucket, key, raw, v)
+	case *Token:
+		return tokenMemo.decode(bucket, key, raw, v)
+	case *Job:
+		return jobMemo.decode(bucket, key, raw, v)
+	case *PoolGPU:
+		return poolGPUMemo.decode(bucket, key, raw, v)
+	}
+	return unmarshalJSON(bucket, key, raw, v)
+}
+
+// unmarshalJSON decodes raw, naming the record when it is damaged.
+func unmarshalJSON(bucket, key, raw []byte, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		return errorf(KindIO, "The state store holds a damaged record %s/%x: %v", bucket, key, err)
 	}

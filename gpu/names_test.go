@@ -1,0 +1,107 @@
+package gpu
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moreh-io/moreh/store"
+)
+
+// writeStat gives a fake procfs at root a process pid named comm that
+// started at start (clock ticks after boot).
+func writeStat(t *testing.T, root string, pid int, comm string, start uint64) {
+	t.Helper()
+	fields := make([]string, 22) // state, ppid, … (after the name), start at 19
+	for i := range fields {
+		fields[i] = "0"
+	}
+	fields[0], fields[19] = "S", strconv.FormatUint(start, 10)
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stat := strconv.Itoa(pid) + " (" + comm + ") " + strings.Join(fields, " ") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSamplerNamesJobProcesses: each sample reads the names of the jobs'
+// processes, by pid and start, so that a table shows them without reading
+// /proc; a later process on the same pid is not named after the job's.
+func TestSamplerNamesJobProcesses(t *testing.T) {
+	root := t.TempDir()
+	s := NewSampler(noneProbe{}, time.Second, slog.New(slog.DiscardHandler))
+	s.procs = ProcFS{Root: root}
+	ctx := context.Background()
+	job := store.Proc{PID: 42, Start: 100}
+	name := func() string {
+		t.Helper()
+		n, ok := s.Latest().ProcessName(job)
+		if !ok {
+			return "(not named)"
+		}
+		return n
+	}
+	writeStat(t, root, 42, "bash", 100)
+	writeStat(t, root, 43, "other", 7)
+
+	s.SampleNow(ctx)
+	if got := name(); got != "(not named)" {
+		t.Errorf("before NameJobs: %q", got)
+	}
+	s.NameJobs([]store.Job{{ID: 1, Procs: []store.Proc{job}}})
+	if got := name(); got != "(not named)" {
+		t.Errorf("before the next sample: %q", got)
+	}
+	s.SampleNow(ctx)
+	if got := name(); got != "bash" {
+		t.Errorf("after a sample: %q, want bash", got)
+	}
+	if _, ok := s.Latest().ProcessName(store.Proc{PID: 43, Start: 7}); ok {
+		t.Error("a process of no job is named")
+	}
+
+	writeStat(t, root, 42, "python3", 100) // it execs
+	if got := name(); got != "bash" {
+		t.Errorf("a snapshot changed after its sample: %q", got)
+	}
+	s.SampleNow(ctx)
+	if got := name(); got != "python3" {
+		t.Errorf("after exec and a sample: %q, want python3", got)
+	}
+
+	writeStat(t, root, 42, "impostor", 200) // the pid is reused
+	s.SampleNow(ctx)
+	if got := name(); got != "(not named)" {
+		t.Errorf("a later process on the pid: %q", got)
+	}
+
+	if err := os.RemoveAll(filepath.Join(root, "42")); err != nil {
+		t.Fatal(err)
+	}
+	s.SampleNow(ctx)
+	if got := name(); got != "(not named)" {
+		t.Errorf("a process that is gone: %q", got)
+	}
+}
+
+// TestLocalJobs: only the jobs of this node name processes here; a job
+// stored before jobs had nodes is local.
+func TestLocalJobs(t *testing.T) {
+	jobs := []store.Job{{ID: 1, Node: "a"}, {ID: 2, Node: "b"}, {ID: 3}}
+	var ids []uint64
+	for _, j := range localJobs(jobs, "a") {
+		ids = append(ids, j.ID)
+	}
+	if !slices.Equal(ids, []uint64{1, 3}) {
+		t.Errorf("localJobs on a = %v, want [1 3]", ids)
+	}
+}
