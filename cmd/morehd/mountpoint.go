@@ -21,14 +21,16 @@ import (
 // refuses a dir that is not a directory or that a live morehd serves, and a
 // machine without /dev/fuse, each with one sentence that names the fix.
 func prepareMountpoint(dir string, log *slog.Logger) error {
-	fi, err := os.Stat(dir)
-	if errors.Is(err, syscall.ENOTCONN) {
+	// statfs always asks the server; stat may be answered from the root's
+	// cached attributes even after the daemon died.
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &sfs); errors.Is(err, syscall.ENOTCONN) {
 		log.Warn("clearing a stale mount", "mount", dir)
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("clear the stale mount on %s: %w (try: umount -l %s)", dir, err, dir)
 		}
-		fi, err = os.Stat(dir)
 	}
+	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -57,7 +59,7 @@ func pathCause(err error) error {
 }
 
 // servedByMorehd reports whether the topmost mount on dir is a moreh tree
-// (that answers: a stale one fails Stat with ENOTCONN and is cleared first).
+// (that answers: a stale one fails statfs with ENOTCONN and is cleared first).
 // Mounting over it would hide it and leave two daemons unmounting each
 // other's trees.
 func servedByMorehd(dir string) bool {
