@@ -160,7 +160,7 @@ func benchCreateFloor(b *testing.B, dir string, names []string, debug ...bool) [
 	server, err := fusefs.Mount(mnt, &benchFloorTokens{eng: eng, names: names}, &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "moreh-floor", Name: "moreh-floor", DirectMount: true, AllowOther: true,
-			MaxWrite: 64 * 1024, Options: []string{"default_permissions"},
+			MaxWrite: 64 * 1024, Options: []string{"default_permissions"}, DisableSplice: true,
 			Debug: len(debug) > 0 && debug[0],
 		},
 		EntryTimeout: &second, AttrTimeout: &second, NullPermissions: true,

@@ -464,7 +464,7 @@ func benchFloor(b *testing.B, shape benchShape, debug ...bool) string {
 	server, err := fusefs.Mount(dir, &benchFloorRoot{shape: shape}, &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "moreh-floor", Name: "moreh-floor", DirectMount: true, AllowOther: true,
-			MaxWrite: 64 * 1024, Options: []string{"default_permissions"},
+			MaxWrite: 64 * 1024, Options: []string{"default_permissions"}, DisableSplice: true,
 			Debug: len(debug) > 0 && debug[0],
 		},
 		EntryTimeout: &second, AttrTimeout: &second, NullPermissions: true,

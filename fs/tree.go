@@ -55,6 +55,9 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 			AllowOther:  cfg.AllowOther,
 			Debug:       cfg.Debug,
 			MaxWrite:    64 * 1024, // oversized commands must arrive whole to be refused whole
+			// Replies come from memory: go-fuse's splice path would first
+			// write each one into a pipe, then fall back to writev anyway.
+			DisableSplice: true,
 			// The kernel checks modes and owners: tokens/<name>/ is 0700 and
 			// owned by whoever is bound to the token.
 			Options: []string{"default_permissions"},
