@@ -156,27 +156,8 @@ func benchCreateFloor(b *testing.B, dir string, names []string, debug ...bool) [
 	if err := syscall.Mkdir(mnt, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	second := time.Second
-	server, err := fusefs.Mount(mnt, &benchFloorTokens{eng: eng, names: names}, &fusefs.Options{
-		MountOptions: fuse.MountOptions{
-			FsName: "moreh-floor", Name: "moreh-floor", DirectMount: true, AllowOther: true,
-			MaxWrite: 64 * 1024, Options: []string{"default_permissions"}, DisableSplice: true,
-			Debug: len(debug) > 0 && debug[0],
-		},
-		EntryTimeout: &second, AttrTimeout: &second, NullPermissions: true,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := server.Unmount(); err != nil {
-			b.Errorf("unmount the creation floor: %v", err)
-		}
-		eng.Close()
-	})
-	if err := server.WaitMount(); err != nil {
-		b.Fatal(err)
-	}
+	b.Cleanup(func() { eng.Close() }) // cleanups run last first: after the unmount
+	benchMountFloor(b, mnt, &benchFloorTokens{eng: eng, names: names}, len(debug) > 0 && debug[0])
 	dirs := make([]string, len(names))
 	for i, name := range names {
 		dirs[i] = filepath.Join(mnt, "tokens", name)

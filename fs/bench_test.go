@@ -460,12 +460,20 @@ func benchFloor(b *testing.B, shape benchShape, debug ...bool) string {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
+	benchMountFloor(b, dir, &benchFloorRoot{shape: shape}, len(debug) > 0 && debug[0])
+	return dir
+}
+
+// benchMountFloor mounts a floor's root on dir with the tree's mount options
+// and go-fuse's one-second timeouts, until the benchmark ends.
+func benchMountFloor(b *testing.B, dir string, root fusefs.InodeEmbedder, debug bool) {
+	b.Helper()
 	second := time.Second
-	server, err := fusefs.Mount(dir, &benchFloorRoot{shape: shape}, &fusefs.Options{
+	server, err := fusefs.Mount(dir, root, &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "moreh-floor", Name: "moreh-floor", DirectMount: true, AllowOther: true,
 			MaxWrite: 64 * 1024, Options: []string{"default_permissions"}, DisableSplice: true,
-			Debug: len(debug) > 0 && debug[0],
+			Debug: debug,
 		},
 		EntryTimeout: &second, AttrTimeout: &second, NullPermissions: true,
 	})
@@ -474,13 +482,12 @@ func benchFloor(b *testing.B, shape benchShape, debug ...bool) string {
 	}
 	b.Cleanup(func() {
 		if err := server.Unmount(); err != nil {
-			b.Errorf("unmount the floor: %v", err)
+			b.Errorf("unmount the floor on %s: %v", dir, err)
 		}
 	})
 	if err := server.WaitMount(); err != nil {
 		b.Fatal(err)
 	}
-	return dir
 }
 
 // The operations are timed in a client process, the test binary started
