@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -716,6 +717,7 @@ func (c *benchClient) run(b *testing.B, req benchReq) {
 	if req.N == 0 {
 		req.N = b.N
 	}
+	stopProfile := benchProfile(b)
 	b.ResetTimer()
 	if err := c.enc.Encode(req); err != nil {
 		b.Fatal(err)
@@ -725,10 +727,37 @@ func (c *benchClient) run(b *testing.B, req benchReq) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	stopProfile()
 	if resp.Err != "" {
 		b.Fatal(resp.Err)
 	}
 	b.ReportMetric(float64(resp.P99), "p99-ns")
+}
+
+// benchProfileEnv names a directory to write, for each benchmark, a CPU
+// profile of the servers (this process) during its timed part: the last
+// round's, as <benchmark name>.pprof (scripts/bench.sh PROFILE=DIR).
+const benchProfileEnv = "MOREH_BENCH_PROFILE"
+
+// benchProfile starts the CPU profile of b when benchProfileEnv is set and
+// returns what stops it.
+func benchProfile(b *testing.B) (stop func()) {
+	dir := os.Getenv(benchProfileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // benchRoot is one place the benchmarks run: a floor or a tree.

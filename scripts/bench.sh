@@ -5,6 +5,7 @@
 #
 #   sudo scripts/bench.sh               # about 4-5 minutes on 2 cores
 #   COUNT=3 BENCHTIME=0.3s scripts/bench.sh
+#   PROFILE=DIR scripts/bench.sh        # also CPU profiles of the servers, one per benchmark
 #
 # Floors: tmpfs (the same bytes in a file on /dev/shm: the kernel's floor),
 # go-fuse (the same bytes served from memory by a minimal go-fuse tree of the
@@ -23,9 +24,10 @@ count=${COUNT:-5}         # runs of each benchmark; the table shows medians
 benchtime=${BENCHTIME:-0.5s}
 rss_count=${RSS_COUNT:-3} # runs of the daemon RSS benchmark (a 10k walk each)
 keep=${KEEP:-}            # a directory to keep the raw go test output in
+profile=${PROFILE:-}      # a directory for CPU profiles of the servers (go tool pprof)
 
 if [ $# -gt 0 ]; then
-	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [KEEP=DIR] $0" >&2
+	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0" >&2
 	exit 2
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -40,6 +42,10 @@ fi
 
 raw=$(mktemp -d)
 trap 'rm -rf "$raw"' EXIT
+if [ -n "$profile" ]; then
+	mkdir -p "$profile" && profile=$(cd "$profile" && pwd) || exit 1
+	export MOREH_BENCH_PROFILE=$profile # fs/bench_test.go: the servers' CPU during each timed part
+fi
 
 # bench NAME PKG PATTERN BENCHTIME COUNT: runs one go test -bench into $raw/NAME.
 bench() {
@@ -219,4 +225,9 @@ printf 'morehd RSS with 10,000 devices: %s MiB at start, %s MiB after walking ev
 echo
 echo "targets (medians of $count runs, $rss_count for memory; ratios to floors of the same run):"
 printf '  %s\n' "${targets[@]}"
+if [ -n "$profile" ]; then
+	echo
+	echo "where the daemon's CPU goes with 16 creators ($profile/BenchmarkCreate_16creators.pprof; every benchmark has one):"
+	go tool pprof -top -nodecount 12 "$profile/BenchmarkCreate_16creators.pprof" 2>/dev/null | sed -n '/flat%/,$p'
+fi
 echo "(one run on $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); go test output: KEEP=DIR $0)"
