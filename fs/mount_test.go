@@ -37,6 +37,12 @@ func mountTree(t *testing.T, opts store.Options) *testTree {
 // mountTreeWith is mountTree over another GPU probe.
 func mountTreeWith(t *testing.T, opts store.Options, probe gpu.Probe) *testTree {
 	t.Helper()
+	return mountTreeConfig(t, opts, probe, nil)
+}
+
+// mountTreeConfig is mountTreeWith with a last say on the tree's Config.
+func mountTreeConfig(t *testing.T, opts store.Options, probe gpu.Probe, configure func(*Config)) *testTree {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting without fusermount needs root")
 	}
@@ -68,11 +74,15 @@ func mountTreeWith(t *testing.T, opts store.Options, probe gpu.Probe) *testTree 
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	server, err := Mount(dir, Config{
+	cfg := Config{
 		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "22.10.1", ResetGrace: time.Second, AllowOther: true,
 		Log: log,
 		Now: func() time.Time { return time.Date(2022, 10, 17, 13, 40, 41, 0, time.UTC) },
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	server, err := Mount(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
