@@ -170,11 +170,7 @@ func (d *deviceDir) setModel(ctx context.Context, command string) error {
 }
 
 func (d *deviceDir) renderUsage(ctx context.Context) ([]byte, error) {
-	dev, err := d.t.Registry.Device(d.token, d.id)
-	if err != nil {
-		return nil, err
-	}
-	job, _, err := d.t.Registry.JobOf(d.token, d.id)
+	dev, job, err := d.t.Registry.DeviceJob(d.token, d.id)
 	if err != nil {
 		return nil, err
 	}

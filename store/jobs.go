@@ -265,18 +265,24 @@ func loadJob(tx Tx, id uint64) (Job, error) {
 
 // JobOf returns the running job of device id, if any.
 func (r *Registry) JobOf(token string, id uint64) (Job, bool, error) {
+	d, job, err := r.DeviceJob(token, id)
+	return job, err == nil && d.Job != 0, err
+}
+
+// DeviceJob returns device id of token and its running job (the zero Job
+// when none runs), both from one snapshot.
+func (r *Registry) DeviceJob(token string, id uint64) (Device, Job, error) {
+	var d Device
 	var job Job
-	var running bool
 	err := r.eng.View(func(tx Tx) error {
-		d, err := loadDevice(tx, token, id)
-		if err != nil || d.Job == 0 {
+		var err error
+		if d, err = loadDevice(tx, token, id); err != nil || d.Job == 0 {
 			return err
 		}
-		running = true
 		job, err = loadJob(tx, d.Job)
 		return err
 	})
-	return job, running, ioError(err)
+	return d, job, ioError(err)
 }
 
 // Jobs lists every running job by id.
