@@ -171,6 +171,30 @@ func TestStatusTable(t *testing.T) {
 	}
 }
 
+// The tables and the JSON are printed by bash itself: with no program on
+// PATH, moreh-smi still shows them (a process to start costs more than the
+// read, and -l waits in bash so that a signal never waits for a child).
+func TestShowStartsNoProgram(t *testing.T) {
+	d := start(t)
+	id := addDevice(t, d, "Small.64GB")
+	noPath := []string{"PATH=/nonexistent"}
+	for _, c := range []struct {
+		args []string
+		file string
+	}{
+		{nil, "status"},
+		{[]string{"-i", id}, "devices/" + id + "/status"},
+		{[]string{"--json"}, "tokens/default/status.json"},
+		{[]string{"--json", "-i", id}, "devices/" + id + "/status.json"},
+	} {
+		r := shim(t, d.Mount, "", noPath, "moreh-smi", c.args...)
+		want(t, r, 0, r.stdout, "")
+		if got, file := dropFirstLine(r.stdout), dropFirstLine(read(t, d.Path(strings.Split(c.file, "/")...))); got != file {
+			t.Errorf("moreh-smi %q printed\n%s\n%s holds\n%s", c.args, got, c.file, file)
+		}
+	}
+}
+
 func TestAddWithArgument(t *testing.T) {
 	for _, args := range [][]string{
 		{"device", "--add", "Large.256GB"},
