@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -939,16 +938,6 @@ func BenchmarkSMI(b *testing.B) {
 	}
 }
 
-// benchRequestCounter counts the requests that go-fuse logs in debug mode.
-type benchRequestCounter struct{ n atomic.Int64 }
-
-func (c *benchRequestCounter) Write(p []byte) (int, error) {
-	if strings.Contains(string(p), " rx ") {
-		c.n.Add(1)
-	}
-	return len(p), nil
-}
-
 // BenchmarkRequests counts the FUSE requests that each operation costs
 // (req/op), on the go-fuse floor and on the tree over 10,000 devices: the
 // round trips that the latencies above are made of, a number that does not
@@ -956,10 +945,7 @@ func (c *benchRequestCounter) Write(p []byte) (int, error) {
 // debug mode) to a counter; ns/op here includes that logging.
 func BenchmarkRequests(b *testing.B) {
 	benchNeedRoot(b)
-	var counter benchRequestCounter
-	out, flags := log.Writer(), log.Flags()
-	log.SetOutput(&counter)
-	b.Cleanup(func() { log.SetOutput(out); log.SetFlags(flags) })
+	counter := countRequests(b)
 	bt := benchMount(b, benchSeed(b, benchTokens), 0, true)
 	shape := benchShapeOf(b, bt)
 	roots := []benchRoot{{"gofuse", benchFloor(b, shape, true)}, {"tree10k", bt.dir}}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
 	"github.com/moreh-io/moreh/store"
 )
 
@@ -33,18 +34,6 @@ func startProc(t *testing.T, memMiB int) (pid int, stop func()) {
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-done })
 	return cmd.Process.Pid, func() { in.Close(); <-done }
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline, not waiting for the daemon
-	}
 }
 
 func mkdevice(t *testing.T, tt *testTree, model string) string {
@@ -76,7 +65,7 @@ func TestJobBindsAndReleasesGPUs(t *testing.T) {
 		t.Errorf("pool does not show GPUs 0 and 1 bound to 2026:\n%s", pool)
 	}
 	// The sim reports the process's resident memory as its GPU memory.
-	eventually(t, 5*time.Second, "the process's memory shows in usage", func() bool {
+	morehdtest.Eventually(t, 5*time.Second, "the process's memory shows in usage", func() bool {
 		var used int
 		for _, line := range strings.Split(readFile(t, tt.path("devices", id, "usage")), "\n") {
 			if v, ok := strings.CutPrefix(line, "memory_used_mib "); ok {
@@ -95,7 +84,7 @@ func TestJobBindsAndReleasesGPUs(t *testing.T) {
 	}
 
 	stop()
-	eventually(t, time.Second, "the GPUs are back in the pool within a second", func() bool {
+	morehdtest.Eventually(t, time.Second, "the GPUs are back in the pool within a second", func() bool {
 		return !strings.Contains(readFile(t, tt.path("pool")), "2026")
 	})
 	if got := readFile(t, tt.path("devices", id, "gpus")); got != "" {
@@ -120,14 +109,14 @@ sleep 0.3`
 	}
 	child, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 	defer syscall.Kill(child, syscall.SIGKILL)
-	eventually(t, 2*time.Second, "the child alone is the job", func() bool {
+	morehdtest.Eventually(t, 2*time.Second, "the child alone is the job", func() bool {
 		return readFile(t, tt.path("devices", id, "procs")) == strconv.Itoa(child)+"\n"
 	})
 	if !strings.Contains(readFile(t, tt.path("pool")), " 2026 ") {
 		t.Fatal("the job ended although its child runs")
 	}
 	syscall.Kill(child, syscall.SIGKILL)
-	eventually(t, time.Second, "the job ends with its last process", func() bool {
+	morehdtest.Eventually(t, time.Second, "the job ends with its last process", func() bool {
 		return !strings.Contains(readFile(t, tt.path("pool")), "2026")
 	})
 }

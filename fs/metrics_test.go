@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
 	"github.com/moreh-io/moreh/store"
 )
 
@@ -54,7 +55,7 @@ func TestMetricsMatchStatus(t *testing.T) {
 	if err := writeFile(tt.path("devices", id, "procs"), strconv.Itoa(pid)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5e9, "the job's memory is sampled", func() bool {
+	morehdtest.Eventually(t, 5e9, "the job's memory is sampled", func() bool {
 		return !strings.Contains(readFile(t, tt.path("devices", id, "usage")), "memory_used_mib 0\n")
 	})
 	text := readFile(t, tt.path("metrics"))

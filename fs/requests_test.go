@@ -20,15 +20,22 @@ func (c *requestCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// countRequests sends the standard logger, where go-fuse's debug mode logs
+// each request, to a counter until tb ends.
+func countRequests(tb testing.TB) *requestCounter {
+	var counter requestCounter
+	out, flags := log.Writer(), log.Flags()
+	log.SetOutput(&counter)
+	tb.Cleanup(func() { log.SetOutput(out); log.SetFlags(flags) })
+	return &counter
+}
+
 // TestRequestsPerRead: cat of each file costs the FUSE requests the kernel
 // cannot do without (path links, open, reads, release) and no permission
 // GETATTR: attributes that are the same for every caller stay cached, with
 // tokens off and on. A count, not a time: it holds on any machine.
 func TestRequestsPerRead(t *testing.T) {
-	var counter requestCounter
-	out, flags := log.Writer(), log.Flags()
-	log.SetOutput(&counter) // go-fuse's debug log goes to the standard logger
-	t.Cleanup(func() { log.SetOutput(out); log.SetFlags(flags) })
+	counter := countRequests(t)
 	probe, err := gpu.NewSim("sim:4x64GB")
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package scripts_test
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,18 +28,7 @@ func shim(t *testing.T, root, stdin string, env []string, name string, args ...s
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "MOREH_ROOT=" + root}, env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("run %s %q: %v", name, args, err)
-	}
-	return r
+	return runCmd(t, cmd)
 }
 
 // smi runs moreh-smi ARGS against d with no input.

@@ -89,8 +89,15 @@ func (r *Registry) noteOwners(seen map[string]Owner, gone []string, complete boo
 			r.owners.byName[name] = o
 		}
 	}
-	for name := range r.owners.byName {
-		if _, ok := seen[name]; complete && !ok || slices.Contains(gone, name) {
+	if complete {
+		for name := range r.owners.byName {
+			if _, ok := seen[name]; !ok {
+				gone = append(gone, name)
+			}
+		}
+	}
+	for _, name := range gone {
+		if _, ok := r.owners.byName[name]; ok {
 			changed = append(changed, name)
 			delete(r.owners.byName, name)
 		}
