@@ -16,7 +16,7 @@ import (
 // token whose secret it is. The secret is never logged.
 func (t *tree) bindCaller(ctx context.Context, secret string) error {
 	uid := callerUID(ctx)
-	name, err := t.Registry.Bind(uid, secret)
+	name, err := t.Registry.Bind(ctx, uid, secret)
 	if err != nil {
 		t.Log.Warn("token rejected", "uid", uid)
 		return err
@@ -58,7 +58,7 @@ type adminTokensDir struct {
 var _ = (fusefs.NodeLookuper)((*adminTokensDir)(nil))
 
 func (d *adminTokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	v, err := d.t.Registry.View(name)
+	v, err := d.t.Registry.View(ctx, name)
 	if err != nil {
 		if store.KindOf(err) == store.KindNotFound {
 			return nil, syscall.ENOENT
@@ -77,7 +77,7 @@ func (d *adminTokensDir) tokenInode(ctx context.Context, tok store.Token, out *f
 var _ = (fusefs.NodeReaddirer)((*adminTokensDir)(nil))
 
 func (d *adminTokensDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	tokens, err := d.t.Registry.Tokens()
+	tokens, err := d.t.Registry.Tokens(ctx)
 	if err != nil {
 		return nil, d.t.fail(ctx, "", "readdir", "admin/tokens", err)
 	}
@@ -92,7 +92,7 @@ var _ = (fusefs.NodeMkdirer)((*adminTokensDir)(nil))
 
 // Mkdir creates a token with the daemon's default device limit.
 func (d *adminTokensDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	tok, _, err := d.t.Registry.CreateToken(name, d.t.Registry.DefaultMaxDevices())
+	tok, _, err := d.t.Registry.CreateToken(ctx, name, d.t.Registry.DefaultMaxDevices())
 	if err != nil {
 		return nil, d.t.fail(ctx, "", "mkdir", "admin/tokens/"+name, err)
 	}
@@ -103,7 +103,7 @@ func (d *adminTokensDir) Mkdir(ctx context.Context, name string, mode uint32, ou
 var _ = (fusefs.NodeRmdirer)((*adminTokensDir)(nil))
 
 func (d *adminTokensDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if err := d.t.Registry.RevokeToken(name); err != nil {
+	if err := d.t.Registry.RevokeToken(ctx, name); err != nil {
 		return d.t.fail(ctx, "", "rmdir", "admin/tokens/"+name, err)
 	}
 	d.t.Log.Info("token revoked", "token", name)
@@ -135,7 +135,7 @@ func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	case "secret":
 		k = 10
 		node = &roFile{t: t, mode: mode, render: func(context.Context) ([]byte, error) {
-			s, err := t.Registry.TokenSecret(token)
+			s, err := t.Registry.TokenSecret(ctx, token)
 			return []byte(s + "\n"), err
 		}}
 	case "uids":
@@ -155,20 +155,20 @@ func (d *adminTokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.
 }
 
 func (d *adminTokenDir) renderMax(ctx context.Context) ([]byte, error) {
-	v, err := d.t.Registry.View(d.token)
+	v, err := d.t.Registry.View(ctx, d.token)
 	return []byte(strconv.Itoa(v.Token.MaxDevices) + "\n"), err
 }
 
 func (d *adminTokenDir) setMax(ctx context.Context, command string) error {
-	n, err := strconv.Atoi(command)
+	n, err := store.ParseMaxDevices(command)
 	if err != nil {
-		return &store.Error{Kind: store.KindInvalid, Msg: strconv.Quote(command) + " is not a device limit: write a number such as 5."}
+		return err
 	}
-	return d.t.Registry.SetMaxDevices(d.token, n)
+	return d.t.Registry.SetMaxDevices(ctx, d.token, n)
 }
 
 func (d *adminTokenDir) renderUIDs(ctx context.Context) ([]byte, error) {
-	v, err := d.t.Registry.View(d.token)
+	v, err := d.t.Registry.View(ctx, d.token)
 	var b strings.Builder
 	for _, uid := range v.Token.UIDs {
 		b.WriteString(strconv.Itoa(uid) + "\n")

@@ -16,24 +16,25 @@ import (
 // token (limit, current, use order, bound uids) with its devices and jobs,
 // and the pool's bindings.
 func treeState(t *testing.T, tt *testTree) string {
+	ctx := t.Context()
 	t.Helper()
-	tokens, err := tt.reg.Tokens()
+	tokens, err := tt.reg.Tokens(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var views []store.TokenView
 	for _, tok := range tokens {
-		v, err := tt.reg.View(tok.Name)
+		v, err := tt.reg.View(ctx, tok.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		views = append(views, v)
 	}
-	pool, err := tt.reg.Pool()
+	pool, err := tt.reg.Pool(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := tt.reg.Jobs()
+	jobs, err := tt.reg.Jobs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

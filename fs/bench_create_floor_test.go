@@ -73,7 +73,7 @@ func (d *benchFloorDevices) Lookup(ctx context.Context, name string, out *fuse.E
 
 func (d *benchFloorDevices) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	id := d.next.take()
-	if err := d.eng.Update(func(tx store.Tx) error { return tx.Put([]byte("devices"), benchFloorKey(id), []byte(name)) }); err != nil {
+	if err := d.eng.Update(ctx, func(tx store.Tx) error { return tx.Put([]byte("devices"), benchFloorKey(id), []byte(name)) }); err != nil {
 		return nil, syscall.EIO
 	}
 	d.token.mu.Lock()
@@ -89,7 +89,7 @@ func (d *benchFloorDevices) Rmdir(ctx context.Context, name string) syscall.Errn
 	if err != nil {
 		return syscall.ENOENT
 	}
-	if err := d.eng.Update(func(tx store.Tx) error { return tx.Delete([]byte("devices"), benchFloorKey(id)) }); err != nil {
+	if err := d.eng.Update(ctx, func(tx store.Tx) error { return tx.Delete([]byte("devices"), benchFloorKey(id)) }); err != nil {
 		return syscall.EIO
 	}
 	return 0

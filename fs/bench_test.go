@@ -43,6 +43,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/moreh-io/moreh/fs/node"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -112,6 +113,7 @@ var benchSeeds struct {
 // benchSeed returns a store of tokens tokens (the default token and
 // t0001…) of benchPerToken devices each, built through the public API.
 func benchSeed(b *testing.B, tokens int) *os.File {
+	ctx := b.Context()
 	b.Helper()
 	benchSeeds.Lock()
 	defer benchSeeds.Unlock()
@@ -125,21 +127,21 @@ func benchSeed(b *testing.B, tokens int) *os.File {
 	if err != nil {
 		b.Fatal(err)
 	}
-	reg, err := store.Open(eng, benchOptions())
+	reg, err := store.Open(ctx, eng, benchOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
 	names := []string{"default"}
 	for i := 1; i < tokens; i++ {
 		name := fmt.Sprintf("t%04d", i)
-		if _, _, err := reg.CreateToken(name, benchPerToken); err != nil {
+		if _, _, err := reg.CreateToken(ctx, name, benchPerToken); err != nil {
 			b.Fatal(err)
 		}
 		names = append(names, name)
 	}
 	// The default token first, so its ids are benchFirstID….
 	for range benchPerToken {
-		if _, err := reg.CreateDevice("default", benchModel); err != nil {
+		if _, err := reg.CreateDevice(ctx, "default", benchModel); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -152,7 +154,7 @@ func benchSeed(b *testing.B, tokens int) *os.File {
 			defer wg.Done()
 			for name := range work {
 				for range benchPerToken {
-					if _, err := reg.CreateDevice(name, benchModel); err != nil {
+					if _, err := reg.CreateDevice(ctx, name, benchModel); err != nil {
 						errs <- err // once per token at most: errs holds them all
 						break
 					}
@@ -221,6 +223,7 @@ func (bt *benchTree) path(rel string) string { return filepath.Join(bt.dir, rel)
 // disk of the test's temporary directory, with a job on benchReadID. With
 // debug, go-fuse logs every request to the standard logger.
 func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...bool) *benchTree {
+	ctx := b.Context()
 	b.Helper()
 	base := b.TempDir()
 	for dir := base; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
@@ -234,7 +237,7 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 	if err != nil {
 		b.Fatal(err)
 	}
-	reg, err := store.Open(eng, benchOptions())
+	reg, err := store.Open(ctx, eng, benchOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -245,19 +248,20 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 	if probeWait > 0 {
 		probe = benchSlowProbe{Probe: probe, wait: probeWait}
 	}
-	if _, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
-		b.Fatal(err)
-	}
 	// The daemon logs as text to stderr; here the text goes nowhere.
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, stop := context.WithCancel(context.Background())
-	sampler, procs, waitBackground := gpu.Background(ctx, reg, probe, time.Second, 200*time.Millisecond, 0, log)
+	rt := node.New(node.Config{Registry: reg, Probe: probe, Log: log})
+	if _, err := rt.RegisterGPUs(ctx); err != nil {
+		b.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	rt.Start(ctx)
 	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
 	server, err := Mount(dir, Config{
-		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "26.11.0", AllowOther: true, Log: log,
+		Node: rt, Version: "26.11.0", AllowOther: true, Log: log,
 		Debug: len(debug) > 0 && debug[0],
 	})
 	if err != nil {
@@ -268,7 +272,7 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 			b.Errorf("unmount: %v", err)
 		}
 		stop()
-		waitBackground()
+		rt.Wait()
 		eng.Close()
 	})
 	// A job on the device that is read, so usage and status show the
@@ -278,11 +282,11 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { job.Process.Kill(); job.Wait() })
-	info, err := procs.Read(job.Process.Pid)
+	info, err := (gpu.ProcFS{Root: "/proc"}).Read(job.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := reg.Attach("default", benchReadID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
+	if _, err := reg.Attach(ctx, "default", benchReadID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
 		b.Fatal(err)
 	}
 	return &benchTree{dir: dir, reg: reg}
@@ -795,13 +799,14 @@ func BenchmarkRead(b *testing.B) {
 // creation floor (a minimal go-fuse tree whose mkdir and rmdir each commit
 // one key: what FUSE and the disk allow here).
 func BenchmarkCreate(b *testing.B) {
+	ctx := b.Context()
 	benchNeedRoot(b)
 	bt := benchMount(b, benchSeed(b, benchTokens), 0)
 	names := make([]string, benchCreatorN)
 	dirs := make([]string, benchCreatorN)
 	for i := range dirs {
 		names[i] = fmt.Sprintf("creator%02d", i)
-		if _, _, err := bt.reg.CreateToken(names[i], benchPerToken); err != nil {
+		if _, _, err := bt.reg.CreateToken(ctx, names[i], benchPerToken); err != nil {
 			b.Fatal(err)
 		}
 		dirs[i] = bt.path("tokens/" + names[i])
@@ -944,6 +949,7 @@ func BenchmarkSMI(b *testing.B) {
 // depend on the machine or its load. Both servers log their requests (go-fuse
 // debug mode) to a counter; ns/op here includes that logging.
 func BenchmarkRequests(b *testing.B) {
+	ctx := b.Context()
 	benchNeedRoot(b)
 	counter := countRequests(b)
 	bt := benchMount(b, benchSeed(b, benchTokens), 0, true)
@@ -967,7 +973,7 @@ func BenchmarkRequests(b *testing.B) {
 			return benchReq{Op: "write", Paths: []string{filepath.Join(dir, "current")}, Data: ids}
 		}})
 	// Device lifecycles, on the creation floor and on a token of the tree.
-	if _, _, err := bt.reg.CreateToken("creator00", benchPerToken); err != nil {
+	if _, _, err := bt.reg.CreateToken(ctx, "creator00", benchPerToken); err != nil {
 		b.Fatal(err)
 	}
 	floorCreator := benchCreateFloor(b, filepath.Dir(bt.dir), []string{"creator00"}, true)[0]

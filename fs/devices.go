@@ -24,7 +24,7 @@ func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	if err != nil {
 		return nil, syscall.ENOENT
 	}
-	if _, err := d.t.Registry.Device(d.token, id); err != nil {
+	if _, err := d.t.Registry.Device(ctx, d.token, id); err != nil {
 		if store.KindOf(err) == store.KindNotFound {
 			return nil, syscall.ENOENT
 		}
@@ -44,7 +44,7 @@ func (d *devicesDir) deviceInode(ctx context.Context, id uint64, out *fuse.Entry
 var _ = (fusefs.NodeReaddirer)((*devicesDir)(nil))
 
 func (d *devicesDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	v, err := d.t.Registry.View(d.token)
+	v, err := d.t.Registry.View(ctx, d.token)
 	if err != nil {
 		return nil, d.t.fail(ctx, d.token, "readdir", d.Path(nil), err)
 	}
@@ -61,7 +61,7 @@ var _ = (fusefs.NodeMkdirer)((*devicesDir)(nil))
 // name as an entry; a zero entry timeout makes it look the name up again
 // and find nothing, so only the id lists.
 func (d *devicesDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	dev, err := d.t.Registry.CreateDevice(d.token, name)
+	dev, err := d.t.Registry.CreateDevice(ctx, d.token, name)
 	if err != nil {
 		return nil, d.t.fail(ctx, d.token, "mkdir", d.Path(nil)+"/"+name, err)
 	}
@@ -77,7 +77,7 @@ var _ = (fusefs.NodeRmdirer)((*devicesDir)(nil))
 func (d *devicesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 	id, err := store.ParseDeviceID(name)
 	if err == nil {
-		err = d.t.Registry.RemoveDevice(d.token, id)
+		err = d.t.Registry.RemoveDevice(ctx, d.token, id)
 	}
 	if err != nil {
 		return d.t.fail(ctx, d.token, "rmdir", d.Path(nil)+"/"+name, err)
@@ -125,9 +125,9 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "model":
 		return t.commandFile(token, 0o600, d.renderModel, d.setModel)
 	case "status":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(token, id) })
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, id) })
 	case "status.json":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(token, id) })
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, id) })
 	case "procs":
 		return t.commandFile(token, 0o600, d.renderProcs, d.attach)
 	case "gpus":
@@ -154,7 +154,7 @@ func (d *deviceDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse
 }
 
 func (d *deviceDir) renderModel(ctx context.Context) ([]byte, error) {
-	dev, err := d.t.Registry.Device(d.token, d.id)
+	dev, err := d.t.Registry.Device(ctx, d.token, d.id)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (d *deviceDir) renderModel(ctx context.Context) ([]byte, error) {
 }
 
 func (d *deviceDir) setModel(ctx context.Context, command string) error {
-	dev, err := d.t.Registry.SetModel(d.token, d.id, command)
+	dev, err := d.t.Registry.SetModel(ctx, d.token, d.id, command)
 	if err == nil {
 		d.t.Log.Info("model changed", "token", d.token, "id", d.id, "model", dev.Model)
 	}
@@ -170,11 +170,10 @@ func (d *deviceDir) setModel(ctx context.Context, command string) error {
 }
 
 func (d *deviceDir) renderUsage(ctx context.Context) ([]byte, error) {
-	dev, job, err := d.t.Registry.DeviceJob(d.token, d.id)
+	u, err := d.t.Node.DeviceUsage(ctx, d.token, d.id)
 	if err != nil {
 		return nil, err
 	}
-	u := d.t.usageOf(dev, job)
-	return []byte("memory_used_mib " + formatUint(u.usedMiB) + "\nmemory_total_mib " + formatUint(u.totalMiB) +
-		"\nutilization " + formatUtilization(u.utilization) + "\n"), nil
+	return []byte("memory_used_mib " + formatUint(u.UsedMiB) + "\nmemory_total_mib " + formatUint(u.TotalMiB) +
+		"\nutilization " + formatUtilization(u.Utilization) + "\n"), nil
 }

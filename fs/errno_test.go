@@ -15,8 +15,9 @@ import (
 
 // fingerprint is the token's whole state, to prove a failure changed nothing.
 func fingerprint(t *testing.T, tt *testTree) string {
+	ctx := t.Context()
 	t.Helper()
-	v, err := tt.reg.View("default")
+	v, err := tt.reg.View(ctx, "default")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/moreh-io/moreh/store"
 )
 
 // renderFunc produces a file's whole content for one open.
@@ -47,7 +48,7 @@ var _ = (fusefs.NodeOpener)((*roFile)(nil))
 
 func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), errReadOnly)
+		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), store.ErrWrongMode)
 	}
 	return f.open(ctx)
 }
@@ -63,26 +64,26 @@ func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.E
 var _ = (fusefs.NodeSetxattrer)((*roFile)(nil))
 
 func (f *roFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return f.t.fail(ctx, f.token, "setxattr", f.Path(nil), errPerm)
+	return f.t.fail(ctx, f.token, "setxattr", f.Path(nil), store.ErrNeverAllowed)
 }
 
 var _ = (fusefs.NodeRemovexattrer)((*roFile)(nil))
 
 func (f *roFile) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return f.t.fail(ctx, f.token, "removexattr", f.Path(nil), errPerm)
+	return f.t.fail(ctx, f.token, "removexattr", f.Path(nil), store.ErrNeverAllowed)
 }
 
 var _ = (fusefs.NodeSetattrer)((*roFile)(nil))
 
 func (f *roFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return f.t.fail(ctx, f.token, "setattr", f.Path(nil), errPerm)
+	return f.t.fail(ctx, f.token, "setattr", f.Path(nil), store.ErrNeverAllowed)
 }
 
 // commandFunc carries out one command written to a file.
 type commandFunc func(ctx context.Context, command string) error
 
 // cmdFile is a file whose writes are commands: one write(2) is one command,
-// at most maxWrite bytes, one trailing newline ignored.
+// at most store.MaxCommand bytes, one trailing newline ignored.
 type cmdFile struct {
 	roFile
 	command commandFunc
@@ -96,7 +97,7 @@ func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, ui
 	case flags&syscall.O_ACCMODE == syscall.O_WRONLY:
 		return &snapshot{}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 	case f.render == nil: // write-only, like reset
-		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), errReadOnly)
+		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), store.ErrWrongMode)
 	}
 	return f.open(ctx)
 }
@@ -115,7 +116,7 @@ func (f *cmdFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 var _ = (fusefs.NodeWriter)((*cmdFile)(nil))
 
 func (f *cmdFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	command, err := ParseCommand(data)
+	command, err := store.ParseCommand(data)
 	if err == nil {
 		err = f.command(ctx, command)
 	}

@@ -6,6 +6,7 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/moreh-io/moreh/store"
 )
 
 // fixedDir is embedded by every directory: it refuses, with EPERM and a line
@@ -16,7 +17,7 @@ type fixedDir struct {
 }
 
 func (d *fixedDir) refuse(ctx context.Context, op, name string) syscall.Errno {
-	return d.t.fail(ctx, "", op, joinPath(d.Path(nil), name), errPerm)
+	return d.t.fail(ctx, "", op, joinPath(d.Path(nil), name), store.ErrNeverAllowed)
 }
 
 var _ = (fusefs.NodeMkdirer)((*fixedDir)(nil))

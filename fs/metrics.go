@@ -53,30 +53,18 @@ func writeMetrics(w io.Writer, families []*metric) error {
 
 // renderMetrics is /moreh/metrics: gauges for devices, GPUs, tokens and the
 // pool, named after dcgm-exporter's where it has one. Root sees every
-// token; anyone else, their own.
+// token and the pool; anyone else, their own token.
 func (t *tree) renderMetrics(ctx context.Context) ([]byte, error) {
-	var tokens []string
-	if callerUID(ctx) == 0 {
-		all, err := t.Registry.Tokens()
-		if err != nil {
-			return nil, err
-		}
-		for _, tok := range all {
-			tokens = append(tokens, tok.Name)
-		}
-	} else {
-		own, err := t.callerToken(ctx)
-		if err != nil {
-			return nil, err
-		}
-		tokens = []string{own}
+	tokens, err := t.Registry.VisibleTokens(ctx, callerUID(ctx))
+	if err != nil {
+		return nil, err
 	}
 	var b bytes.Buffer
-	err := t.metrics(&b, tokens, callerUID(ctx) == 0)
+	err = t.metrics(ctx, &b, tokens, callerUID(ctx) == 0)
 	return b.Bytes(), err
 }
 
-func (t *tree) metrics(w io.Writer, tokens []string, withPool bool) error {
+func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPool bool) error {
 	var (
 		devUsed  = &metric{name: "moreh_device_memory_used_mib", help: "Memory used on the device's GPUs, in MiB."}
 		devTotal = &metric{name: "moreh_device_memory_total_mib", help: "Memory of the device's model, in MiB."}
@@ -92,31 +80,29 @@ func (t *tree) metrics(w io.Writer, tokens []string, withPool bool) error {
 		free     = &metric{name: "moreh_pool_units_free", help: "64 GB units not bound to a job."}
 	)
 	for _, name := range tokens {
-		v, err := t.Registry.View(name)
+		v, err := t.Node.TokenStatus(ctx, name, 0)
 		if err != nil {
 			return err
 		}
 		tokDev.add(float64(len(v.Devices)), "token", name)
 		tokMax.add(float64(v.Token.MaxDevices), "token", name)
 		for _, d := range v.Devices {
-			u := t.usageOf(d, v.Jobs[d.ID])
 			labels := []string{"token", name, "device", formatUint(d.ID), "model", d.Model}
-			devUsed.add(float64(u.usedMiB), labels...)
-			devTotal.add(float64(u.totalMiB), labels...)
+			devUsed.add(float64(d.Usage.UsedMiB), labels...)
+			devTotal.add(float64(d.Usage.TotalMiB), labels...)
 			running := 0.0
-			if d.Job != 0 {
+			if d.Job.ID != 0 {
 				running = 1
-				devUtil.add(float64(u.utilization), labels...)
+				devUtil.add(float64(d.Usage.Utilization), labels...)
 			}
 			devJob.add(running, labels...)
 		}
 	}
 	if withPool {
-		pool, err := t.Registry.Pool()
+		pool, err := t.Node.Pool(ctx)
 		if err != nil {
 			return err
 		}
-		snap := t.Sampler.Latest()
 		var total, unbound int
 		for _, g := range pool {
 			total += g.Units
@@ -128,7 +114,7 @@ func (t *tree) metrics(w io.Writer, tokens []string, withPool bool) error {
 			}
 			labels := []string{"gpu", strconv.Itoa(g.Index), "UUID", g.UUID, "modelName", g.Name, "Hostname", g.Node, "device", device}
 			gpuBound.add(bound, labels...)
-			if r, ok := snap.Readings[g.Index]; ok && r.Err == nil {
+			if r := g.Reading; g.Sampled {
 				fbUsed.add(float64(r.MemoryUsedMiB), labels...)
 				fbFree.add(float64(g.MemoryMiB-min(g.MemoryMiB, r.MemoryUsedMiB)), labels...)
 				gpuUtil.add(float64(r.Utilization), labels...)
@@ -142,19 +128,14 @@ func (t *tree) metrics(w io.Writer, tokens []string, withPool bool) error {
 
 // MetricsHandler serves what /moreh/metrics shows root, for --metrics-addr.
 func MetricsHandler(cfg Config) http.Handler {
-	t := &tree{Config: cfg.withDefaults()}
+	t := newTree(cfg)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tokens, err := t.Registry.Tokens()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		names := make([]string, len(tokens))
-		for i, tok := range tokens {
-			names[i] = tok.Name
-		}
+		tokens, err := t.Registry.VisibleTokens(r.Context(), 0)
 		var b bytes.Buffer
-		if err := t.metrics(&b, names, true); err != nil {
+		if err == nil {
+			err = t.metrics(r.Context(), &b, tokens, true)
+		}
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moreh-io/moreh/fs/node"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -42,6 +43,7 @@ func mountTreeWith(t *testing.T, opts store.Options, probe gpu.Probe) *testTree 
 
 // mountTreeConfig is mountTreeWith with a last say on the tree's Config.
 func mountTreeConfig(t *testing.T, opts store.Options, probe gpu.Probe, configure func(*Config)) *testTree {
+	ctx := t.Context()
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting without fusermount needs root")
@@ -60,22 +62,23 @@ func mountTreeConfig(t *testing.T, opts store.Options, probe gpu.Probe, configur
 	if opts.Key == nil {
 		opts.Key = []byte("a test key of thirty-two bytes!!")
 	}
-	reg, err := store.Open(eng, opts)
+	reg, err := store.Open(ctx, eng, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	if _, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
+	rt := node.New(node.Config{Registry: reg, Probe: probe, SampleEvery: 50 * time.Millisecond, ReapEvery: 20 * time.Millisecond, ResetGrace: time.Second, Log: log})
+	if _, err := rt.RegisterGPUs(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	sampler, procs, waitBackground := gpu.Background(ctx, reg, probe, 50*time.Millisecond, 20*time.Millisecond, 0, log)
+	rt.Start(ctx)
 	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, Version: "22.10.1", ResetGrace: time.Second, AllowOther: true,
+		Node: rt, Version: "22.10.1", AllowOther: true,
 		Log: log,
 		Now: func() time.Time { return time.Date(2022, 10, 17, 13, 40, 41, 0, time.UTC) },
 	}
@@ -91,7 +94,7 @@ func mountTreeConfig(t *testing.T, opts store.Options, probe gpu.Probe, configur
 			t.Errorf("unmount: %v", err)
 		}
 		stop()
-		waitBackground()
+		rt.Wait()
 		eng.Close()
 	})
 	return &testTree{dir: dir, reg: reg, engine: eng}

@@ -3,55 +3,14 @@ package fs
 import (
 	"bytes"
 	"context"
-	"slices"
 	"strconv"
 
+	"github.com/moreh-io/moreh/fs/node"
 	"github.com/moreh-io/moreh/store"
 )
 
 // deviceName is the product name every device shows in the table.
 const deviceName = "KT AI Accelerator"
-
-// usage is what a device's GPUs report right now.
-type usage struct {
-	usedMiB, totalMiB uint64
-	utilization       int // percent, or NoUtilization while no job runs
-}
-
-// usageOf reports a device's figures from the last sample of the GPUs bound
-// to its job; without a job it uses nothing and shows no utilisation.
-func (t *tree) usageOf(d store.Device, job store.Job) usage {
-	u := usage{totalMiB: d.ModelInfo().MemoryMiB(), utilization: NoUtilization}
-	if d.Job == 0 || job.ID != d.Job {
-		return u
-	}
-	snap := t.Sampler.Latest()
-	busy, n := 0, 0
-	for _, idx := range t.gpuIndices(job.GPUs) {
-		r := snap.Readings[idx]
-		u.usedMiB += r.MemoryUsedMiB
-		busy += r.Utilization
-		n++
-	}
-	u.utilization = 0
-	if n > 0 {
-		u.utilization = busy / n
-	}
-	return u
-}
-
-// gpuIndices maps GPU UUIDs to this machine's indices, in the given order.
-func (t *tree) gpuIndices(uuids []string) []int {
-	var out []int
-	for _, g := range t.Probe.GPUs() {
-		for _, u := range uuids {
-			if g.UUID == u {
-				out = append(out, g.Index)
-			}
-		}
-	}
-	return out
-}
 
 func formatUint(n uint64) string { return strconv.FormatUint(n, 10) }
 
@@ -77,62 +36,35 @@ func renderModels() []byte {
 
 // tableView gathers the table of a token's devices, or of device only when
 // it is not 0.
-func (t *tree) tableView(token string, device uint64) (TableView, store.TokenView, error) {
-	v, err := t.Registry.View(token)
+func (t *tree) tableView(ctx context.Context, token string, device uint64) (TableView, node.TokenStatus, error) {
+	st, err := t.Node.TokenStatus(ctx, token, device)
 	if err != nil {
-		return TableView{}, v, err
+		return TableView{}, st, err
 	}
-	tv := TableView{Time: t.Now(), SMIVersion: t.Version, ClientVersion: t.Version, ServerVersion: t.Server}
-	if device == 0 {
-		tv.Devices = make([]DeviceRow, 0, len(v.Devices))
-	}
-	for _, d := range v.Devices {
-		if device != 0 && d.ID != device {
-			continue
-		}
-		job := v.Jobs[d.ID]
-		u := t.usageOf(d, job)
+	tv := TableView{Time: t.Now(), SMIVersion: t.Version, ClientVersion: t.Version, ServerVersion: t.Server,
+		Devices: make([]DeviceRow, 0, len(st.Devices))}
+	for _, d := range st.Devices {
 		tv.Devices = append(tv.Devices, DeviceRow{
-			ID: d.ID, Current: d.ID == v.Token.Current, Name: deviceName, Model: d.Model,
-			MemoryUsedMiB: u.usedMiB, MemoryTotalMiB: u.totalMiB, Utilization: u.utilization,
+			ID: d.ID, Current: d.ID == st.Token.Current, Name: deviceName, Model: d.Model,
+			MemoryUsedMiB: d.Usage.UsedMiB, MemoryTotalMiB: d.Usage.TotalMiB, Utilization: d.Usage.Utilization,
 		})
-		tv.Processes = t.appendProcessRows(tv.Processes, job)
 	}
-	if device != 0 && len(tv.Devices) == 0 {
-		return tv, v, &store.Error{Kind: store.KindNotFound, Msg: "Device " + formatUint(device) + " does not exist."}
+	for _, p := range st.Processes {
+		tv.Processes = append(tv.Processes, ProcessRow{Device: p.Device, JobID: p.Job, PID: p.PID, Name: p.Name, MemoryMiB: p.MemoryMiB})
 	}
-	return tv, v, nil
+	return tv, st, nil
 }
 
-// appendProcessRows appends a job's processes with their names and GPU
-// memory, as the last sample read them.
-func (t *tree) appendProcessRows(rows []ProcessRow, job store.Job) []ProcessRow {
-	if len(job.Procs) == 0 {
-		return rows
-	}
-	snap := t.Sampler.Latest()
-	procs := slices.Clone(job.Procs)
-	slices.SortFunc(procs, func(a, b store.Proc) int { return a.PID - b.PID })
-	for _, p := range procs {
-		name, named := snap.ProcessName(p)
-		if !named { // attached since that sample
-			name = t.Procs.Comm(p.PID)
-		}
-		rows = append(rows, ProcessRow{Device: job.Device, JobID: job.ID, PID: p.PID, Name: name, MemoryMiB: snap.ProcessMiB(p.PID)})
-	}
-	return rows
-}
-
-func (t *tree) renderStatus(token string, device uint64) ([]byte, error) {
-	tv, _, err := t.tableView(token, device)
+func (t *tree) renderStatus(ctx context.Context, token string, device uint64) ([]byte, error) {
+	tv, _, err := t.tableView(ctx, token, device)
 	if err != nil {
 		return nil, err
 	}
 	return appendTable(nil, tv), nil
 }
 
-func (t *tree) renderStatusJSON(token string, device uint64) ([]byte, error) {
-	tv, v, err := t.tableView(token, device)
+func (t *tree) renderStatusJSON(ctx context.Context, token string, device uint64) ([]byte, error) {
+	tv, v, err := t.tableView(ctx, token, device)
 	if err != nil {
 		return nil, err
 	}

@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
 
 // benchRenderTree is a tree over a copy of the big seed store, with a
 // sampled sim pool and a sleeping process attached to benchReadID.
 func benchRenderTree(b *testing.B) *tree {
+	ctx := b.Context()
 	b.Helper()
 	dbPath := filepath.Join(b.TempDir(), "moreh.db")
 	if err := benchCopy(dbPath, benchSeed(b, benchTokens)); err != nil {
@@ -28,11 +30,11 @@ func benchRenderTree(b *testing.B) *tree {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { job.Process.Kill(); job.Wait() })
-	info, err := t.Procs.Read(job.Process.Pid)
+	info, err := (gpu.ProcFS{Root: "/proc"}).Read(job.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := t.Registry.Attach("default", benchReadID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
+	if _, err := t.Registry.Attach(ctx, "default", benchReadID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
 		b.Fatal(err)
 	}
 	t.backgroundRound(b)
@@ -47,10 +49,10 @@ func BenchmarkRender(b *testing.B) {
 		name   string
 		render func() ([]byte, error)
 	}{
-		{"status", func() ([]byte, error) { return t.renderStatus("default", 0) }},
-		{"status.json", func() ([]byte, error) { return t.renderStatusJSON("default", 0) }},
-		{"device-status", func() ([]byte, error) { return t.renderStatus("default", benchReadID) }},
-		{"device-status.json", func() ([]byte, error) { return t.renderStatusJSON("default", benchReadID) }},
+		{"status", func() ([]byte, error) { return t.renderStatus(ctx, "default", 0) }},
+		{"status.json", func() ([]byte, error) { return t.renderStatusJSON(ctx, "default", 0) }},
+		{"device-status", func() ([]byte, error) { return t.renderStatus(ctx, "default", benchReadID) }},
+		{"device-status.json", func() ([]byte, error) { return t.renderStatusJSON(ctx, "default", benchReadID) }},
 		{"usage", func() ([]byte, error) { return dev.renderUsage(ctx) }},
 	} {
 		b.Run(r.name, func(b *testing.B) {

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"bufio"
-	"context"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moreh-io/moreh/fs/node"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -17,13 +17,14 @@ import (
 // newRenderTree is a tree without a mount over the bbolt file at dbPath,
 // with a simulated pool whose sampler samples only when told.
 func newRenderTree(tb testing.TB, dbPath string, opts store.Options) *tree {
+	ctx := tb.Context()
 	tb.Helper()
 	eng, err := store.OpenBolt(dbPath, time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { eng.Close() })
-	reg, err := store.Open(eng, opts)
+	reg, err := store.Open(ctx, eng, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -31,31 +32,29 @@ func newRenderTree(tb testing.TB, dbPath string, opts store.Options) *tree {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), gpu.DefaultUnitMiB)); err != nil {
+	rt := node.New(node.Config{Registry: reg, Probe: probe})
+	if _, err := rt.RegisterGPUs(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	return &tree{Config: Config{Registry: reg, Probe: probe, Version: "26.11.0"}.withDefaults()}
+	return newTree(Config{Node: rt, Version: "26.11.0"})
 }
 
 // backgroundRound is one round of the background: the reaper's news of the jobs to
 // the probe and the sampler, then a sample.
 func (t *tree) backgroundRound(tb testing.TB) {
+	ctx := tb.Context()
 	tb.Helper()
-	jobs, err := t.Registry.Jobs()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gpu.AssignJobs(t.Probe, jobs)
-	t.Sampler.NameJobs(jobs)
-	t.Sampler.SampleNow(context.Background())
+	t.Node.Round(ctx)
+	t.Node.SampleNow(ctx)
 }
 
 // TestStatusNamesProcesses: the Processes table names a process as the last
 // sample read it (so a read of status reads no /proc), and reads /proc
 // for a process attached since.
 func TestStatusNamesProcesses(t *testing.T) {
+	ctx := t.Context()
 	tr := newRenderTree(t, filepath.Join(t.TempDir(), "moreh.db"), store.Options{})
-	dev, err := tr.Registry.CreateDevice("default", "Small.64GB")
+	dev, err := tr.Registry.CreateDevice(ctx, "default", "Small.64GB")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,16 +66,16 @@ func TestStatusNamesProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	info, err := tr.Procs.Read(cmd.Process.Pid)
+	info, err := (gpu.ProcFS{Root: "/proc"}).Read(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.Registry.Attach("default", dev.ID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
+	if _, err := tr.Registry.Attach(ctx, "default", dev.ID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
 		t.Fatal(err)
 	}
 	name := func() string {
 		t.Helper()
-		status, err := tr.renderStatus("default", dev.ID)
+		status, err := tr.renderStatus(ctx, "default", dev.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	admin := &adminDir{rootOnlyDir{fixedDir{t: t}}}
 	r.AddChild("admin", r.NewPersistentInode(ctx, admin, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	tokens := &tokensDir{fixedDir: fixedDir{t: t}, known: map[string]uint64{}}
-	if all, err := t.Registry.Tokens(); err == nil {
+	if all, err := t.Registry.Tokens(ctx); err == nil {
 		for _, tok := range all {
 			tokens.known[tok.Name] = tok.Number
 		}
@@ -126,7 +126,7 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 
 // tokenNumber finds a token in the store, or in memory when the store fails.
 func (d *tokensDir) tokenNumber(ctx context.Context, name string) (uint64, syscall.Errno) {
-	tok, err := d.t.Registry.Token(name)
+	tok, err := d.t.Registry.Token(ctx, name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
@@ -146,7 +146,7 @@ func (d *tokensDir) tokenNumber(ctx context.Context, name string) (uint64, sysca
 var _ = (fusefs.NodeReaddirer)((*tokensDir)(nil))
 
 func (d *tokensDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	tokens, err := d.t.Registry.Tokens()
+	tokens, err := d.t.Registry.Tokens(ctx)
 	if err != nil {
 		return nil, d.t.fail(ctx, "", "readdir", "tokens", err)
 	}

@@ -53,7 +53,7 @@ func TestReadsNeverWaitOnHardware(t *testing.T) {
 	}()
 	select {
 	case out := <-done:
-		if !strings.Contains(out, "memory_total_mib 131040") || !strings.Contains(out, "0 1 - 0 65536 - Simulated GPU") {
+		if !strings.Contains(out, "memory_total_mib 131040") || !strings.Contains(out, "0 1 - - 65536 - local Simulated GPU") {
 			t.Errorf("reads with a hung probe:\n%s", out)
 		}
 	case <-time.After(10 * time.Second):

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/moreh-io/moreh/fs/node"
 )
 
 // NoUtilization marks a device with no running job; the table shows "-".
-const NoUtilization = -1
+const NoUtilization = node.NoUtilization
 
 // TableView is everything one moreh-smi table shows.
 type TableView struct {

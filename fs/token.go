@@ -46,9 +46,9 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "limit":
 		return ro(d.renderLimit)
 	case "status":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(token, 0) })
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, 0) })
 	case "status.json":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(token, 0) })
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, 0) })
 	case "errors":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.Registry.Errors.Render(token), nil })
 	}
@@ -71,7 +71,7 @@ func (d *tokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.
 }
 
 func (d *tokenDir) renderCurrent(ctx context.Context) ([]byte, error) {
-	tok, err := d.t.Registry.Token(d.token)
+	tok, err := d.t.Registry.Token(ctx, d.token)
 	if err != nil || tok.Current == 0 {
 		return nil, err
 	}
@@ -83,11 +83,11 @@ func (d *tokenDir) switchTo(ctx context.Context, command string) error {
 	if err != nil {
 		return err
 	}
-	return d.t.Registry.Switch(d.token, id)
+	return d.t.Registry.Switch(ctx, d.token, id)
 }
 
 func (d *tokenDir) renderLimit(ctx context.Context) ([]byte, error) {
-	v, err := d.t.Registry.View(d.token)
+	v, err := d.t.Registry.View(ctx, d.token)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"syscall"
 	"time"
@@ -12,17 +11,13 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/moreh-io/moreh/gpu"
+	"github.com/moreh-io/moreh/fs/node"
 	"github.com/moreh-io/moreh/store"
 )
 
 // Config is what the daemon hands the tree.
 type Config struct {
-	Registry   *store.Registry
-	Probe      gpu.Probe
-	Sampler    *gpu.Sampler  // the probe's figures, refreshed in the background
-	Procs      gpu.ProcFS    // the machine's processes, for jobs
-	ResetGrace time.Duration // between SIGTERM and SIGKILL when a job is reset
+	Node       *node.Runtime // this machine: jobs, processes, the pool's readings
 	Version    string        // of this build: the client, the server and Moreh-SMI
 	Server     string        // the server's version when another one serves the state (etcd); else Version
 	AllowOther bool          // let every local user reach the mount
@@ -34,19 +29,17 @@ type Config struct {
 // tree is the state every node shares.
 type tree struct {
 	Config
-	tokens *fusefs.Inode // /moreh/tokens, set when the root is added
+	Registry *store.Registry // the node's, for the records the tree shows as they are
+	tokens   *fusefs.Inode   // /moreh/tokens, set when the root is added
 }
 
 // staticTimeout is how long the kernel may cache names that never change.
 const staticTimeout = time.Second
 
-// maxWrite is the largest command one write may carry.
-const maxWrite = 4096
-
 // Mount serves the tree on dir and returns once the kernel answers on it.
 func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	cfg = cfg.withDefaults()
-	t := &tree{Config: cfg}
+	t := newTree(cfg)
 	opts := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:      "moreh",
@@ -69,12 +62,17 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Registry.OnOwnerChange(t.ownersChanged)
+	t.Registry.OnOwnerChange(t.ownersChanged)
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		return nil, err
 	}
 	return server, nil
+}
+
+func newTree(cfg Config) *tree {
+	cfg = cfg.withDefaults()
+	return &tree{Config: cfg, Registry: cfg.Node.Registry()}
 }
 
 // withDefaults fills in what the caller left out.
@@ -84,15 +82,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.Sampler == nil {
-		cfg.Sampler = gpu.NewSampler(cfg.Probe, time.Second, cfg.Log)
-	}
-	if cfg.Procs.Root == "" {
-		cfg.Procs.Root = "/proc"
-	}
-	if cfg.ResetGrace == 0 {
-		cfg.ResetGrace = 5 * time.Second
 	}
 	if cfg.Server == "" {
 		cfg.Server = cfg.Version
@@ -113,7 +102,15 @@ func (t *tree) commandFile(token string, mode uint32, render renderFunc, command
 
 // callerToken returns the token the calling process is bound to.
 func (t *tree) callerToken(ctx context.Context) (string, error) {
-	return t.Registry.CallerToken(callerUID(ctx))
+	return t.Registry.CallerToken(ctx, callerUID(ctx))
+}
+
+// caller is the process behind a request.
+func caller(ctx context.Context) node.Caller {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return node.Caller{UID: int(c.Uid), PID: int(c.Pid)}
+	}
+	return node.Caller{}
 }
 
 // callerUID is the uid of the process behind a request.
@@ -158,7 +155,7 @@ func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse
 		return staticTimeout
 	}
 	c, ok := fuse.FromContext(ctx)
-	if owner, err := t.Registry.TokenOwner(token); err == nil && owner.Uniform {
+	if owner, err := t.Registry.TokenOwner(ctx, token); err == nil && owner.Uniform {
 		if owner.Everyone {
 			out.Mode |= (mode & 0o700 >> 3) | (mode & 0o700 >> 6)
 		}
@@ -169,7 +166,7 @@ func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse
 		return staticTimeout
 	}
 	if ok {
-		if own, err := t.Registry.CallerToken(int(c.Uid)); err == nil && own == token {
+		if own, err := t.Registry.CallerToken(ctx, int(c.Uid)); err == nil && own == token {
 			out.Uid, out.Gid = c.Uid, c.Gid
 		}
 	}
@@ -198,42 +195,24 @@ func notifyAttrs(n *fusefs.Inode) {
 	}
 }
 
-// errnoError is a failure of the tree's own, with its errno and a sentence.
-type errnoError struct {
-	errno syscall.Errno
-	msg   string
-}
-
-func (e *errnoError) Error() string { return e.msg }
-func (e *errnoError) Unwrap() error { return e.errno }
-
-var (
-	// errPerm is the failure of an operation the tree never allows.
-	errPerm = &errnoError{syscall.EPERM, "Operation not permitted: this tree only allows mkdir and rmdir in devices/ and writes to command files."}
-	// errReadOnly is the failure of opening a read-only file for writing, or a write-only one for reading.
-	errReadOnly = &errnoError{syscall.EACCES, "Permission denied: see the file's mode for what it allows."}
-)
-
 // kindErrno is DESIGN.md's errno table for the registry's failures.
 var kindErrno = map[store.Kind]syscall.Errno{
-	store.KindInvalid:     syscall.EINVAL,
-	store.KindQuota:       syscall.EDQUOT,
-	store.KindNoSpace:     syscall.ENOSPC,
-	store.KindAgain:       syscall.EAGAIN,
-	store.KindNotFound:    syscall.ENOENT,
-	store.KindBusy:        syscall.EBUSY,
-	store.KindExists:      syscall.EEXIST,
-	store.KindNoProcess:   syscall.ESRCH,
-	store.KindKeyRejected: syscall.EKEYREJECTED,
-	store.KindUnbound:     syscall.ENOKEY,
+	store.KindInvalid:      syscall.EINVAL,
+	store.KindQuota:        syscall.EDQUOT,
+	store.KindNoSpace:      syscall.ENOSPC,
+	store.KindAgain:        syscall.EAGAIN,
+	store.KindNotFound:     syscall.ENOENT,
+	store.KindBusy:         syscall.EBUSY,
+	store.KindExists:       syscall.EEXIST,
+	store.KindNoProcess:    syscall.ESRCH,
+	store.KindKeyRejected:  syscall.EKEYREJECTED,
+	store.KindUnbound:      syscall.ENOKEY,
+	store.KindNotPermitted: syscall.EPERM,
+	store.KindDenied:       syscall.EACCES,
 }
 
 // errnoOf maps a failure to its errno; anything unknown is a store failure.
 func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno
-	}
 	if e, ok := kindErrno[store.KindOf(err)]; ok {
 		return e
 	}

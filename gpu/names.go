@@ -1,7 +1,5 @@
 package gpu
 
-import "github.com/moreh-io/moreh/store"
-
 // procName is a process's name as a sample read it, with its start: a
 // later process that reuses the pid is another process.
 type procName struct {
@@ -11,8 +9,8 @@ type procName struct {
 
 // ProcessName is p's name as the snapshot's sample read it, after its
 // figures; false when that sample did not name p (attached since, or not a
-// process of the jobs NameJobs gave).
-func (s *Snapshot) ProcessName(p store.Proc) (string, bool) {
+// process of the jobs NameProcesses gave).
+func (s *Snapshot) ProcessName(p ProcID) (string, bool) {
 	n, ok := s.names[p.PID]
 	if !ok || n.start != p.Start {
 		return "", false
@@ -20,17 +18,13 @@ func (s *Snapshot) ProcessName(p store.Proc) (string, bool) {
 	return n.comm, true
 }
 
-// NameJobs tells the sampler whose names each sample reads: the processes
-// of jobs, so that rendering a table reads no /proc.
-func (s *Sampler) NameJobs(jobs []store.Job) {
-	var procs []store.Proc
-	for _, j := range jobs {
-		procs = append(procs, j.Procs...)
-	}
+// NameProcesses tells the sampler whose names each sample reads (the
+// processes of this node's jobs), so that rendering a table reads no /proc.
+func (s *Sampler) NameProcesses(procs []ProcID) {
 	s.named.Store(&procs)
 }
 
-// readNames reads the names of the processes NameJobs gave; those gone are
+// readNames reads the names of the processes NameProcesses gave; those gone are
 // left out.
 func (s *Sampler) readNames() map[int]procName {
 	procs := s.named.Load()

@@ -5,13 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/moreh-io/moreh/store"
 )
 
 // writeStat gives a fake procfs at root a process pid named comm that
@@ -41,7 +38,7 @@ func TestSamplerNamesJobProcesses(t *testing.T) {
 	s := NewSampler(noneProbe{}, time.Second, slog.New(slog.DiscardHandler))
 	s.procs = ProcFS{Root: root}
 	ctx := context.Background()
-	job := store.Proc{PID: 42, Start: 100}
+	job := ProcID{PID: 42, Start: 100}
 	name := func() string {
 		t.Helper()
 		n, ok := s.Latest().ProcessName(job)
@@ -55,9 +52,9 @@ func TestSamplerNamesJobProcesses(t *testing.T) {
 
 	s.SampleNow(ctx)
 	if got := name(); got != "(not named)" {
-		t.Errorf("before NameJobs: %q", got)
+		t.Errorf("before NameProcesses: %q", got)
 	}
-	s.NameJobs([]store.Job{{ID: 1, Procs: []store.Proc{job}}})
+	s.NameProcesses([]ProcID{job})
 	if got := name(); got != "(not named)" {
 		t.Errorf("before the next sample: %q", got)
 	}
@@ -65,7 +62,7 @@ func TestSamplerNamesJobProcesses(t *testing.T) {
 	if got := name(); got != "bash" {
 		t.Errorf("after a sample: %q, want bash", got)
 	}
-	if _, ok := s.Latest().ProcessName(store.Proc{PID: 43, Start: 7}); ok {
+	if _, ok := s.Latest().ProcessName(ProcID{PID: 43, Start: 7}); ok {
 		t.Error("a process of no job is named")
 	}
 
@@ -90,18 +87,5 @@ func TestSamplerNamesJobProcesses(t *testing.T) {
 	s.SampleNow(ctx)
 	if got := name(); got != "(not named)" {
 		t.Errorf("a process that is gone: %q", got)
-	}
-}
-
-// TestLocalJobs: only the jobs of this node name processes here; a job
-// stored before jobs had nodes is local.
-func TestLocalJobs(t *testing.T) {
-	jobs := []store.Job{{ID: 1, Node: "a"}, {ID: 2, Node: "b"}, {ID: 3}}
-	var ids []uint64
-	for _, j := range localJobs(jobs, "a") {
-		ids = append(ids, j.ID)
-	}
-	if !slices.Equal(ids, []uint64{1, 3}) {
-		t.Errorf("localJobs on a = %v, want [1 3]", ids)
 	}
 }

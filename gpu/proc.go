@@ -11,8 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/moreh-io/moreh/store"
 )
 
 // ProcInfo is what /proc tells of one process.
@@ -26,6 +24,13 @@ type ProcInfo struct {
 	CPUTicks uint64 // user + system time
 }
 
+// ProcID names one process for as long as it lives: a later process that
+// reuses the pid has another start time.
+type ProcID struct {
+	PID   int
+	Start uint64 // clock ticks after boot, as /proc/<pid>/stat says
+}
+
 // ErrNoProcess is returned for a pid that does not exist.
 var ErrNoProcess = errors.New("no such process")
 
@@ -33,8 +38,6 @@ var ErrNoProcess = errors.New("no such process")
 type ProcFS struct {
 	Root string
 }
-
-var _ store.ProcessTable = ProcFS{}
 
 // Read returns the process pid.
 func (p ProcFS) Read(pid int) (ProcInfo, error) {
@@ -85,13 +88,13 @@ func parseStat(b []byte) (ProcInfo, error) {
 }
 
 // Alive reports whether p runs: same pid and start, and not a zombie.
-func (p ProcFS) Alive(proc store.Proc) bool {
+func (p ProcFS) Alive(proc ProcID) bool {
 	info, err := p.Read(proc.PID)
 	return err == nil && info.Start == proc.Start && info.State != 'Z' && info.State != 'X'
 }
 
 // Descendants lists the live processes that procs started, at any depth.
-func (p ProcFS) Descendants(procs []store.Proc) []store.Proc {
+func (p ProcFS) Descendants(procs []ProcID) []ProcID {
 	if len(procs) == 0 {
 		return nil
 	}
@@ -103,7 +106,7 @@ func (p ProcFS) Descendants(procs []store.Proc) []store.Proc {
 	for _, info := range all {
 		children[info.PPID] = append(children[info.PPID], info)
 	}
-	var out []store.Proc
+	var out []ProcID
 	queue := make([]int, 0, len(procs))
 	for _, proc := range procs {
 		queue = append(queue, proc.PID)
@@ -115,7 +118,7 @@ func (p ProcFS) Descendants(procs []store.Proc) []store.Proc {
 			if c.State == 'Z' || c.State == 'X' {
 				continue
 			}
-			child := store.Proc{PID: c.PID, Start: c.Start}
+			child := ProcID{PID: c.PID, Start: c.Start}
 			if !slices.Contains(out, child) {
 				out = append(out, child)
 				queue = append(queue, c.PID)
@@ -163,7 +166,7 @@ func (p ProcFS) Comm(pid int) string {
 
 // Terminate stops procs: SIGTERM, then SIGKILL to those alive after grace.
 // It returns once none runs, or ctx ends.
-func (p ProcFS) Terminate(ctx context.Context, procs []store.Proc, grace time.Duration) {
+func (p ProcFS) Terminate(ctx context.Context, procs []ProcID, grace time.Duration) {
 	signal := func(sig syscall.Signal) (left int) {
 		for _, proc := range procs {
 			if p.Alive(proc) {

@@ -3,10 +3,9 @@ package gpu
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/moreh-io/moreh/store"
 )
 
 // Snapshot is the probe's last complete reading.
@@ -32,14 +31,15 @@ func (s *Snapshot) ProcessMiB(pid int) uint64 {
 // of a file waits on hardware: readers take the last snapshot, and a probe
 // call that hangs only delays the next one.
 type Sampler struct {
-	probe   Probe
-	every   time.Duration
-	log     *slog.Logger
-	latest  atomic.Pointer[Snapshot]
-	running atomic.Bool
-	kick    chan struct{}
-	procs   ProcFS                       // where names are read
-	named   atomic.Pointer[[]store.Proc] // whose names each sample reads (NameJobs)
+	probe    Probe
+	every    time.Duration
+	log      *slog.Logger
+	latest   atomic.Pointer[Snapshot]
+	running  atomic.Bool
+	kick     chan struct{}
+	procs    ProcFS                   // where names are read
+	named    atomic.Pointer[[]ProcID] // whose names each sample reads (NameProcesses)
+	sampling sync.WaitGroup           // the sample in flight, joined when Run returns
 }
 
 // NewSampler samples p every interval once Run starts.
@@ -60,10 +60,13 @@ func (s *Sampler) Kick() {
 	}
 }
 
-// Run samples until ctx ends.
+// Run samples until ctx ends; it returns once the sample in flight ends,
+// or after hungProbeWait when the probe hangs (that goroutine is then the
+// probe's: it ends when the hung call does).
 func (s *Sampler) Run(ctx context.Context) {
 	t := time.NewTicker(s.every)
 	defer t.Stop()
+	defer s.joinSample()
 	for {
 		s.start(ctx)
 		select {
@@ -80,10 +83,23 @@ func (s *Sampler) start(ctx context.Context) {
 	if !s.running.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	s.sampling.Go(func() {
 		defer s.running.Store(false)
 		s.latest.Store(s.sample(ctx))
-	}()
+	})
+}
+
+// hungProbeWait bounds how long shutdown waits for a probe call.
+const hungProbeWait = 2 * time.Second
+
+func (s *Sampler) joinSample() {
+	done := make(chan struct{})
+	go func() { s.sampling.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(hungProbeWait):
+		s.log.Warn("gpu probe still busy at shutdown; not waiting for it", "backend", s.probe.Name())
+	}
 }
 
 // SampleNow takes one sample in the caller's goroutine: for start-up and tests.

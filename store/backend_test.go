@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -35,8 +36,9 @@ func TestMain(m *testing.M) {
 // openTestEngine opens the backend under test: a bbolt file at path, or the
 // etcd key prefix path.
 func openTestEngine(path string) (Engine, error) {
+	ctx := context.Background()
 	if etcdCluster == nil {
 		return OpenBolt(path, time.Second)
 	}
-	return OpenEtcd(EtcdConfig{Endpoints: etcdCluster.Endpoints(), Prefix: path, LeaseTTL: 5 * time.Second})
+	return OpenEtcd(ctx, EtcdConfig{Endpoints: etcdCluster.Endpoints(), Prefix: path, LeaseTTL: 5 * time.Second})
 }

@@ -31,6 +31,7 @@ const (
 // tokens (default, t0001…) of benchPerToken devices each, and creators
 // more tokens without devices, named creator00….
 func benchRegistry(b *testing.B, tokens, creators int) *Registry {
+	ctx := b.Context()
 	b.Helper()
 	eng, err := OpenBolt(filepath.Join(b.TempDir(), "moreh.db"), time.Second)
 	if err != nil {
@@ -38,12 +39,12 @@ func benchRegistry(b *testing.B, tokens, creators int) *Registry {
 	}
 	b.Cleanup(func() { eng.Close() })
 	opts := Options{MaxDevices: benchPerToken, Key: []byte("a bench key of thirty-two bytes!")}
-	reg, err := Open(eng, opts)
+	reg, err := Open(ctx, eng, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now().UTC()
-	err = eng.Update(func(tx Tx) error {
+	err = eng.Update(ctx, func(tx Tx) error {
 		names := []string{opts.DefaultToken}
 		if names[0] == "" {
 			names[0] = "default"
@@ -57,7 +58,7 @@ func benchRegistry(b *testing.B, tokens, creators int) *Registry {
 		for i, name := range names {
 			t, err := loadToken(tx, name)
 			if err != nil { // a new token, with a secret as CreateToken gives it
-				t = Token{Name: name, Number: nextTokenNumber(tx), MaxDevices: benchPerToken, Nonce: []byte(fmt.Sprintf("nonce%011d", i))}
+				t = Token{Name: name, Number: must(nextTokenNumber(tx)), MaxDevices: benchPerToken, Nonce: []byte(fmt.Sprintf("nonce%011d", i))}
 				if err := setSecretHash(tx, &t, hashSecret(deriveSecret(opts.Key, name, t.Nonce))); err != nil {
 					return err
 				}
@@ -84,7 +85,7 @@ func benchRegistry(b *testing.B, tokens, creators int) *Registry {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := reg.refreshTokens(); err != nil {
+	if err := reg.RefreshTokens(ctx); err != nil {
 		b.Fatal(err)
 	}
 	return reg
@@ -134,6 +135,7 @@ func BenchmarkStoreCommit(b *testing.B) {
 // store of 10,000 devices. ns/op is wall time per lifecycle: 16 creators
 // that share commits divide it.
 func BenchmarkStoreCreate(b *testing.B) {
+	ctx := b.Context()
 	for _, creators := range []int{1, benchCreators} {
 		b.Run(strconv.Itoa(creators), func(b *testing.B) {
 			reg := benchRegistry(b, benchTokens, benchCreators)
@@ -147,9 +149,9 @@ func BenchmarkStoreCreate(b *testing.B) {
 					defer wg.Done()
 					token := fmt.Sprintf("creator%02d", c)
 					for next.Add(1) <= int64(b.N) {
-						d, err := reg.CreateDevice(token, "Small.64GB")
+						d, err := reg.CreateDevice(ctx, token, "Small.64GB")
 						if err == nil {
-							err = reg.RemoveDevice(token, d.ID)
+							err = reg.RemoveDevice(ctx, token, d.ID)
 						}
 						if err != nil {
 							errs <- err
@@ -174,11 +176,12 @@ func BenchmarkStoreCreate(b *testing.B) {
 // one device (usage, lookups) and the caller's token (every lookup and
 // getattr, once tokens have secrets).
 func BenchmarkStoreRead(b *testing.B) {
+	ctx := b.Context()
 	reg := benchRegistry(b, benchTokens, 0)
 	const id = 2026 + benchPerToken - 1 // the default token's last device
 	b.Run("view", func(b *testing.B) {
 		for range b.N {
-			if v, err := reg.View("default"); err != nil || len(v.Devices) != benchPerToken {
+			if v, err := reg.View(ctx, "default"); err != nil || len(v.Devices) != benchPerToken {
 				b.Fatal(len(v.Devices), err)
 			}
 		}
@@ -187,7 +190,7 @@ func BenchmarkStoreRead(b *testing.B) {
 	// Registry method does that yet; tokensDir.Lookup reads the whole view.
 	b.Run("token", func(b *testing.B) {
 		for range b.N {
-			err := reg.eng.View(func(tx Tx) error {
+			err := reg.eng.View(ctx, func(tx Tx) error {
 				_, err := loadToken(tx, "default")
 				return err
 			})
@@ -198,16 +201,24 @@ func BenchmarkStoreRead(b *testing.B) {
 	})
 	b.Run("device", func(b *testing.B) {
 		for range b.N {
-			if _, err := reg.Device("default", id); err != nil {
+			if _, err := reg.Device(ctx, "default", id); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("caller", func(b *testing.B) {
 		for range b.N {
-			if _, err := reg.CallerToken(0); err != nil {
+			if _, err := reg.CallerToken(ctx, 0); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+// must is a benchmark fixture's shortcut: the setup cannot fail quietly.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +62,10 @@ func OpenBolt(path string, lockWait time.Duration) (Engine, error) {
 // meanwhile wait, and the first of them commits the next batch. A lone caller
 // commits at once. fn may run more than once (see commit), as with bbolt's
 // own Batch: every fn in this package resets what it returns.
-func (e *boltEngine) Update(fn func(Tx) error) error {
+func (e *boltEngine) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err // an interrupted request changes nothing
+	}
 	c := &boltCall{fn: fn, done: make(chan error, 1), lead: make(chan struct{})}
 	e.mu.Lock()
 	e.queue = append(e.queue, c)
@@ -129,14 +133,17 @@ func (c *boltCall) run(tx *bolt.Tx) (err error) {
 	return c.fn(newBoltTx(tx))
 }
 
-func (e *boltEngine) View(fn func(Tx) error) error {
+func (e *boltEngine) View(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return e.db.View(func(tx *bolt.Tx) error { return fn(newBoltTx(tx)) })
 }
 
 func (e *boltEngine) Close() error { return e.db.Close() }
 
 // ServerVersion is empty: with bbolt the daemon itself is the server.
-func (e *boltEngine) ServerVersion() (string, error) { return "", nil }
+func (e *boltEngine) ServerVersion(context.Context) (string, error) { return "", nil }
 
 type boltTx struct {
 	tx *bolt.Tx

@@ -47,43 +47,44 @@ func TestDamagedRecordIsIOFromMemo(t *testing.T) {
 // TestReadsSeeWritesAtOnce: each read after a write shows it, also when a
 // record goes back to content it had before (which the memo has seen).
 func TestReadsSeeWritesAtOnce(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
-	a, err := reg.CreateDevice("default", "Small.64GB")
+	a, err := reg.CreateDevice(ctx, "default", "Small.64GB")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := reg.CreateDevice("default", "Small.64GB")
+	b, err := reg.CreateDevice(ctx, "default", "Small.64GB")
 	if err != nil {
 		t.Fatal(err)
 	}
 	view := func() TokenView {
 		t.Helper()
-		v, err := reg.View("default")
+		v, err := reg.View(ctx, "default")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
 	for _, model := range []string{"Large.256GB", "Small.64GB", "Large.256GB"} {
-		if _, err := reg.SetModel("default", a.ID, model); err != nil {
+		if _, err := reg.SetModel(ctx, "default", a.ID, model); err != nil {
 			t.Fatal(err)
 		}
 		if got := view().Devices[0].Model; got != model {
 			t.Errorf("View after SetModel %s shows %s", model, got)
 		}
-		if d, err := reg.Device("default", a.ID); err != nil || d.Model != model {
+		if d, err := reg.Device(ctx, "default", a.ID); err != nil || d.Model != model {
 			t.Errorf("Device after SetModel %s = %+v, %v", model, d, err)
 		}
 	}
 	for _, id := range []uint64{a.ID, b.ID, a.ID} {
-		if err := reg.Switch("default", id); err != nil {
+		if err := reg.Switch(ctx, "default", id); err != nil {
 			t.Fatal(err)
 		}
 		if got := view().Token.Current; got != id {
 			t.Errorf("View after Switch %d shows current %d", id, got)
 		}
 	}
-	if err := reg.RemoveDevice("default", b.ID); err != nil {
+	if err := reg.RemoveDevice(ctx, "default", b.ID); err != nil {
 		t.Fatal(err)
 	}
 	if v := view(); len(v.Devices) != 1 || v.Devices[0].ID != a.ID {
@@ -95,6 +96,7 @@ func TestReadsSeeWritesAtOnce(t *testing.T) {
 // leave the walk alone (bbolt's Gets share a cursor in a read-only
 // transaction; the walk has its own).
 func TestGetsWhileIterating(t *testing.T) {
+	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "walk.db")
 	if etcdCluster != nil {
 		path = "/test/" + t.Name() + "/"
@@ -105,7 +107,7 @@ func TestGetsWhileIterating(t *testing.T) {
 	}
 	t.Cleanup(func() { eng.Close() })
 	keys := []uint64{3, 5, 8, 13}
-	err = eng.Update(func(tx Tx) error {
+	err = eng.Update(ctx, func(tx Tx) error {
 		for _, k := range keys {
 			if err := tx.Put(bucketJobs, u64(k), u64(k*10)); err != nil {
 				return err
@@ -116,7 +118,7 @@ func TestGetsWhileIterating(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = eng.View(func(tx Tx) error {
+	err = eng.View(ctx, func(tx Tx) error {
 		var walked []uint64
 		err := tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
 			walked = append(walked, fromU64(k))

@@ -9,17 +9,26 @@ import (
 type Kind int
 
 const (
-	KindIO          Kind = iota // the store itself failed
-	KindInvalid                 // unknown model, malformed or oversized input
-	KindQuota                   // the token's device limit is reached
-	KindNoSpace                 // the model can never fit the pool
-	KindAgain                   // not enough free GPUs right now
-	KindNotFound                // unknown device or token
-	KindBusy                    // a job is running
-	KindExists                  // the name is taken
-	KindNoProcess               // no such process, or no job to stop
-	KindKeyRejected             // an unknown or revoked token secret
-	KindUnbound                 // the caller is bound to no token
+	KindIO           Kind = iota // the store itself failed
+	KindInvalid                  // unknown model, malformed or oversized input
+	KindQuota                    // the token's device limit is reached
+	KindNoSpace                  // the model can never fit the pool
+	KindAgain                    // not enough free GPUs right now
+	KindNotFound                 // unknown device or token
+	KindBusy                     // a job is running
+	KindExists                   // the name is taken
+	KindNoProcess                // no such process, or no job to stop
+	KindKeyRejected              // an unknown or revoked token secret
+	KindUnbound                  // the caller is bound to no token
+	KindNotPermitted             // an operation the tree never allows, or another user's process
+	KindDenied                   // a file opened against its mode
+)
+
+var (
+	// ErrNeverAllowed is the failure of an operation the tree never allows.
+	ErrNeverAllowed = &Error{KindNotPermitted, "Operation not permitted: this tree only allows mkdir and rmdir in devices/ and writes to command files."}
+	// ErrWrongMode is the failure of opening a read-only file for writing, or a write-only one for reading.
+	ErrWrongMode = &Error{KindDenied, "Permission denied: see the file's mode for what it allows."}
 )
 
 // Error is a failed operation with a sentence a person can act on.
@@ -29,6 +38,12 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// Errorf makes a failure of kind with a sentence, for the node's runtime,
+// whose process rules share the registry's kinds.
+func Errorf(kind Kind, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
 
 func errorf(kind Kind, format string, args ...any) error {
 	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}

@@ -40,7 +40,8 @@ type etcdEngine struct {
 var _ Engine = (*etcdEngine)(nil)
 
 // OpenEtcd connects to etcd and starts this node's lease.
-func OpenEtcd(cfg EtcdConfig) (Engine, error) {
+// It starts when any configured member answers; the client fails over.
+func OpenEtcd(ctx context.Context, cfg EtcdConfig) (Engine, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/moreh/"
 	}
@@ -57,9 +58,9 @@ func OpenEtcd(cfg EtcdConfig) (Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	if _, err := cli.Status(ctx, cfg.Endpoints[0]); err != nil {
+	if err := anyMemberAnswers(ctx, cli, cfg.Endpoints); err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd at %v does not answer: %w", cfg.Endpoints, err)
 	}
@@ -74,20 +75,42 @@ func OpenEtcd(cfg EtcdConfig) (Engine, error) {
 	}, nil
 }
 
+// anyMemberAnswers asks every endpoint at once and returns when the first
+// answers, or with the last failure when none does before ctx ends.
+func anyMemberAnswers(ctx context.Context, cli *clientv3.Client, endpoints []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan error, len(endpoints))
+	for _, ep := range endpoints {
+		go func() {
+			_, err := cli.Status(ctx, ep)
+			answers <- err
+		}()
+	}
+	var last error
+	for range endpoints {
+		if last = <-answers; last == nil {
+			return nil
+		}
+	}
+	return last
+}
+
 func (e *etcdEngine) key(bucket, key []byte) string {
 	return e.prefix + string(bucket) + "/" + string(key)
 }
 
-func (e *etcdEngine) Update(fn func(Tx) error) error {
+func (e *etcdEngine) Update(ctx context.Context, fn func(Tx) error) error {
 	e.local.Lock()
 	defer e.local.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	if err := e.lock.Lock(ctx); err != nil {
 		return fmt.Errorf("etcd: take the store lock: %w", err)
 	}
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+		// The lock is released even when the request was interrupted.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
 		defer cancel()
 		e.lock.Unlock(ctx)
 	}()
@@ -112,8 +135,8 @@ func (e *etcdEngine) Update(fn func(Tx) error) error {
 	return nil
 }
 
-func (e *etcdEngine) View(fn func(Tx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+func (e *etcdEngine) View(ctx context.Context, fn func(Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	tx := &etcdTx{e: e, ctx: ctx, readOnly: true}
 	return tx.result(fn(tx))
@@ -138,8 +161,8 @@ func (e *etcdEngine) Close() error {
 }
 
 // ServerVersion is the etcd cluster's version.
-func (e *etcdEngine) ServerVersion() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+func (e *etcdEngine) ServerVersion(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	for _, ep := range e.cli.Endpoints() {
 		if st, err := e.cli.Status(ctx, ep); err == nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"sort"
@@ -10,9 +11,9 @@ import (
 // SetPool makes gpus the pool's GPUs of this node, replacing what it had;
 // on etcd they leave the pool with the node's lease. Jobs bound to a GPU
 // that left are ended; their ids are returned.
-func (r *Registry) SetPool(gpus []PoolGPU) (ended []uint64, err error) {
+func (r *Registry) SetPool(ctx context.Context, gpus []PoolGPU) (ended []uint64, err error) {
 	node := r.opts.Node
-	err = r.eng.Update(func(tx Tx) error {
+	err = r.eng.Update(ctx, func(tx Tx) error {
 		ended = nil
 		keep := map[string]bool{}
 		for _, g := range gpus {
@@ -65,9 +66,9 @@ type PoolEntry struct {
 }
 
 // Pool lists the pool's GPUs by node and index, with their bindings.
-func (r *Registry) Pool() ([]PoolEntry, error) {
+func (r *Registry) Pool(ctx context.Context) ([]PoolEntry, error) {
 	var pool []PoolEntry
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		pool, err = loadPool(tx)
 		return err
@@ -124,9 +125,9 @@ func loadPool(tx Tx) ([]PoolEntry, error) {
 // starts a job and binds free GPUs worth the model's units, all or nothing:
 // KindNoSpace when the whole pool is too small, KindAgain when not enough
 // GPUs are free now.
-func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
+func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Proc) (Job, error) {
 	var job Job
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		d, err := loadDevice(tx, token, id)
 		if err != nil {
 			return err
@@ -148,7 +149,11 @@ func (r *Registry) Attach(token string, id uint64, proc Proc) (Job, error) {
 		if err != nil {
 			return err
 		}
-		job = Job{ID: nextJobID(tx), Token: token, Device: id, Node: r.opts.Node, Procs: []Proc{proc}, GPUs: gpus, Started: r.now().UTC()}
+		jobID, err := nextJobID(tx)
+		if err != nil {
+			return err
+		}
+		job = Job{ID: jobID, Token: token, Device: id, Node: r.opts.Node, Procs: []Proc{proc}, GPUs: gpus, Started: r.now().UTC()}
 		for _, uuid := range gpus {
 			if err := tx.Put(bucketBindings, []byte(uuid), u64(job.ID)); err != nil {
 				return err
@@ -248,10 +253,9 @@ func countFree(pool []PoolEntry) int {
 	return n
 }
 
-func nextJobID(tx Tx) uint64 {
+func nextJobID(tx Tx) (uint64, error) {
 	n := fromU64(tx.Get(bucketMeta, keyNextJobID)) + 1
-	tx.Put(bucketMeta, keyNextJobID, u64(n))
-	return n
+	return n, tx.Put(bucketMeta, keyNextJobID, u64(n))
 }
 
 func loadJob(tx Tx, id uint64) (Job, error) {
@@ -263,18 +267,12 @@ func loadJob(tx Tx, id uint64) (Job, error) {
 	return j, err
 }
 
-// JobOf returns the running job of device id, if any.
-func (r *Registry) JobOf(token string, id uint64) (Job, bool, error) {
-	d, job, err := r.DeviceJob(token, id)
-	return job, err == nil && d.Job != 0, err
-}
-
 // DeviceJob returns device id of token and its running job (the zero Job
 // when none runs), both from one snapshot.
-func (r *Registry) DeviceJob(token string, id uint64) (Device, Job, error) {
+func (r *Registry) DeviceJob(ctx context.Context, token string, id uint64) (Device, Job, error) {
 	var d Device
 	var job Job
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		if d, err = loadDevice(tx, token, id); err != nil || d.Job == 0 {
 			return err
@@ -286,9 +284,9 @@ func (r *Registry) DeviceJob(token string, id uint64) (Device, Job, error) {
 }
 
 // Jobs lists every running job by id.
-func (r *Registry) Jobs() ([]Job, error) {
+func (r *Registry) Jobs(ctx context.Context) ([]Job, error) {
 	var jobs []Job
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		return tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
 			var j Job
 			err := decodeJSON(bucketJobs, k, v, &j)
@@ -299,22 +297,9 @@ func (r *Registry) Jobs() ([]Job, error) {
 	return jobs, ioError(err)
 }
 
-// SetJobProcs replaces the processes of a running job: the reaper's view of
-// which are alive, children included.
-func (r *Registry) SetJobProcs(id uint64, procs []Proc) error {
-	return ioError(r.eng.Update(func(tx Tx) error {
-		j, err := loadJob(tx, id)
-		if err != nil {
-			return err
-		}
-		j.Procs = procs
-		return putJSON(tx, bucketJobs, u64(id), j)
-	}))
-}
-
 // EndJob ends a job: its GPUs go back to the pool and its device is idle.
-func (r *Registry) EndJob(id uint64) error {
-	return ioError(r.eng.Update(func(tx Tx) error { return endJob(tx, id, r.now()) }))
+func (r *Registry) EndJob(ctx context.Context, id uint64) error {
+	return ioError(r.eng.Update(ctx, func(tx Tx) error { return endJob(tx, id, r.now()) }))
 }
 
 func endJob(tx Tx, id uint64, now time.Time) error {
@@ -342,9 +327,9 @@ func endJob(tx Tx, id uint64, now time.Time) error {
 }
 
 // RemoveIdle removes every device that has had no job since before cutoff.
-func (r *Registry) RemoveIdle(cutoff time.Time) ([]Device, error) {
+func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) ([]Device, error) {
 	var removed []Device
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		removed = nil
 		var stale []Device
 		err := tx.ForEachPrefix(bucketDevices, nil, func(k, v []byte) error {
@@ -373,4 +358,29 @@ func (r *Registry) RemoveIdle(cutoff time.Time) ([]Device, error) {
 		return nil
 	})
 	return removed, ioError(err)
+}
+
+// DeviceBinding returns device id of token, its running job (the zero Job
+// when none runs) and the pool entries bound to that job, from one snapshot.
+func (r *Registry) DeviceBinding(ctx context.Context, token string, id uint64) (Device, Job, []PoolEntry, error) {
+	var d Device
+	var job Job
+	var bound []PoolEntry
+	err := r.eng.View(ctx, func(tx Tx) error {
+		var err error
+		if d, err = loadDevice(tx, token, id); err != nil || d.Job == 0 {
+			return err
+		}
+		if job, err = loadJob(tx, d.Job); err != nil {
+			return err
+		}
+		pool, err := loadPool(tx)
+		for _, g := range pool {
+			if g.Job == job.ID {
+				bound = append(bound, g)
+			}
+		}
+		return err
+	})
+	return d, job, bound, ioError(err)
 }

@@ -1,15 +1,17 @@
 package store
 
+import "context"
+
 // Engine is the transactional key-value store under the registry. bbolt
 // implements it now; an etcd backend slots in behind the same two calls.
 type Engine interface {
 	// Update runs fn in one read-write transaction; fn's error aborts it.
-	Update(fn func(Tx) error) error
+	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn in one read-only transaction over a consistent snapshot.
-	View(fn func(Tx) error) error
+	View(ctx context.Context, fn func(Tx) error) error
 	Close() error
 	// ServerVersion names the engine's server, for the version file.
-	ServerVersion() (string, error)
+	ServerVersion(ctx context.Context) (string, error)
 }
 
 // Tx is one transaction. Buckets are flat namespaces of byte-string keys.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"slices"
 	"sync"
 )
@@ -45,7 +46,7 @@ type owners struct {
 // TokenOwner is the owner of token's files, from memory (kept by every
 // change made here and by WatchJobs for changes made elsewhere), else from
 // the store.
-func (r *Registry) TokenOwner(token string) (Owner, error) {
+func (r *Registry) TokenOwner(ctx context.Context, token string) (Owner, error) {
 	r.owners.mu.Lock()
 	o, ok := r.owners.byName[token]
 	r.owners.mu.Unlock()
@@ -53,7 +54,7 @@ func (r *Registry) TokenOwner(token string) (Owner, error) {
 		return o, nil
 	}
 	var t Token
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		t, err = loadToken(tx, token)
 		return err
@@ -110,12 +111,12 @@ func (r *Registry) noteOwners(seen map[string]Owner, gone []string, complete boo
 	}
 }
 
-// refreshTokens reads every token: how many have a secret of their own
+// RefreshTokens reads every token: how many have a secret of their own
 // (none: every caller shares the default token) and who owns each.
-func (r *Registry) refreshTokens() error {
+func (r *Registry) RefreshTokens(ctx context.Context) error {
 	var all []Token
 	var secrets int64
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
 			var t Token
 			if err := decodeJSON(bucketTokens, k, v, &t); err != nil {
@@ -143,11 +144,11 @@ func (r *Registry) refreshTokens() error {
 
 // refreshOwners reads the named tokens after a change to them; a failure
 // leaves the change for WatchJobs's next refreshTokens.
-func (r *Registry) refreshOwners(names ...string) {
+func (r *Registry) refreshOwners(ctx context.Context, names ...string) {
 	seen := map[string]Owner{}
 	var gone []string
 	enabled := r.TokensEnabled()
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		for _, name := range names {
 			if name == "" {
 				continue

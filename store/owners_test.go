@@ -51,6 +51,7 @@ func (c *ownerChanges) take() [][]string {
 // TestOwnerChanges: each change that moves a token's owner reports exactly
 // the tokens it moved, once, and TokenOwner answers the new owner.
 func TestOwnerChanges(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{Key: []byte("a test key of thirty-two bytes!!")})
 	var changes ownerChanges
 	reg.OnOwnerChange(changes.note)
@@ -60,20 +61,20 @@ func TestOwnerChanges(t *testing.T) {
 			t.Errorf("%s: changes %v, want %v", step, got, calls)
 		}
 		for name, o := range owners {
-			if got, err := reg.TokenOwner(name); err != nil || got != o {
+			if got, err := reg.TokenOwner(ctx, name); err != nil || got != o {
 				t.Errorf("%s: TokenOwner(%s) = %+v, %v; want %+v", step, name, got, err, o)
 			}
 		}
 	}
 	want("fresh", nil, map[string]Owner{"default": {Uniform: true, Everyone: true}})
 
-	_, alice, err := reg.CreateToken("alice", 5)
+	_, alice, err := reg.CreateToken(ctx, "alice", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The first token turns tokens on: the default token changes too.
 	want("first token", [][]string{{"alice", "default"}}, map[string]Owner{"alice": {Uniform: true}, "default": {Uniform: true}})
-	_, bob, err := reg.CreateToken("bob", 5)
+	_, bob, err := reg.CreateToken(ctx, "bob", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestOwnerChanges(t *testing.T) {
 
 	mustBind := func(uid int, secret string) {
 		t.Helper()
-		if _, err := reg.Bind(uid, secret); err != nil {
+		if _, err := reg.Bind(ctx, uid, secret); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,15 +97,15 @@ func TestOwnerChanges(t *testing.T) {
 	mustBind(1002, alice)
 	want("bob joins alice", [][]string{{"alice", "bob"}}, map[string]Owner{"alice": {}, "bob": {Uniform: true}})
 
-	if err := reg.RevokeToken("bob"); err != nil {
+	if err := reg.RevokeToken(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	want("bob revoked", [][]string{{"bob"}}, nil)
-	if _, err := reg.TokenOwner("bob"); KindOf(err) != KindNotFound {
+	if _, err := reg.TokenOwner(ctx, "bob"); KindOf(err) != KindNotFound {
 		t.Errorf("TokenOwner of a revoked token: %v, want KindNotFound", err)
 	}
 	// The last token with a secret: tokens are off again, for every token.
-	if err := reg.RevokeToken("alice"); err != nil {
+	if err := reg.RevokeToken(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	want("last token revoked", [][]string{{"alice", "default"}}, map[string]Owner{"default": {Uniform: true, Everyone: true}})
@@ -114,9 +115,10 @@ func TestOwnerChanges(t *testing.T) {
 // node, or morehd token) makes on the same store is reported by the next
 // refresh, which WatchJobs runs on every tick.
 func TestOwnerChangesFromElsewhere(t *testing.T) {
+	ctx := t.Context()
 	opts := Options{Key: []byte("a test key of thirty-two bytes!!")}
 	reg, path := openTestRegistry(t, opts)
-	_, secret, err := reg.CreateToken("alice", 5)
+	_, secret, err := reg.CreateToken(ctx, "alice", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,19 +130,19 @@ func TestOwnerChangesFromElsewhere(t *testing.T) {
 	} else {
 		other = &Registry{eng: reg.eng, opts: reg.opts, Errors: NewErrorLog(), now: reg.now} // bbolt has one writer: share it
 	}
-	if _, err := other.Bind(1001, secret); err != nil {
+	if _, err := other.Bind(ctx, 1001, secret); err != nil {
 		t.Fatal(err)
 	}
 	if got := changes.take(); got != nil {
 		t.Fatalf("changes before the refresh: %v", got)
 	}
-	if err := reg.refreshTokens(); err != nil {
+	if err := reg.RefreshTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := changes.take(); !slices.EqualFunc(got, [][]string{{"alice"}}, slices.Equal) {
 		t.Errorf("changes after the refresh: %v, want [[alice]]", got)
 	}
-	if got, err := reg.TokenOwner("alice"); err != nil || got != (Owner{UID: 1001, Uniform: true}) {
+	if got, err := reg.TokenOwner(ctx, "alice"); err != nil || got != (Owner{UID: 1001, Uniform: true}) {
 		t.Errorf("TokenOwner(alice) = %+v, %v", got, err)
 	}
 }

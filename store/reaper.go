@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"log/slog"
 	"slices"
-	"time"
 )
 
 // ProcessTable is what the reaper knows of the machine's processes.
@@ -18,12 +16,12 @@ type ProcessTable interface {
 // Reap brings every job up to date with the machine's processes: children
 // join their job, dead processes leave it, and a job with none left ends,
 // its GPUs going back to the pool. It returns the ended jobs.
-func (r *Registry) Reap(pt ProcessTable) ([]Job, error) {
-	jobs, err := r.Jobs()
+func (r *Registry) Reap(ctx context.Context, pt ProcessTable) ([]Job, error) {
+	jobs, err := r.Jobs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := r.Pool()
+	pool, err := r.Pool(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +39,7 @@ func (r *Registry) Reap(pt ProcessTable) ([]Job, error) {
 	for _, j := range jobs {
 		if slices.ContainsFunc(j.GPUs, func(uuid string) bool { return !inPool[uuid] }) {
 			// A GPU left the pool with its node: the job cannot go on.
-			if err := r.EndJob(j.ID); err != nil && KindOf(err) != KindNoProcess {
+			if err := r.EndJob(ctx, j.ID); err != nil && KindOf(err) != KindNoProcess {
 				return ended, err
 			}
 			ended = append(ended, j)
@@ -67,7 +65,7 @@ func (r *Registry) Reap(pt ProcessTable) ([]Job, error) {
 		if len(dead) == 0 && len(born) == 0 {
 			continue
 		}
-		over, err := r.updateJobProcs(j.ID, dead, born)
+		over, err := r.updateJobProcs(ctx, j.ID, dead, born)
 		if err != nil {
 			return ended, err
 		}
@@ -80,8 +78,8 @@ func (r *Registry) Reap(pt ProcessTable) ([]Job, error) {
 
 // updateJobProcs removes dead and adds born to a job in one transaction, so
 // that a process attached meanwhile is kept; a job left empty ends.
-func (r *Registry) updateJobProcs(id uint64, dead, born []Proc) (ended bool, err error) {
-	err = r.eng.Update(func(tx Tx) error {
+func (r *Registry) updateJobProcs(ctx context.Context, id uint64, dead, born []Proc) (ended bool, err error) {
+	err = r.eng.Update(ctx, func(tx Tx) error {
 		j, err := loadJob(tx, id)
 		if err != nil {
 			return nil // ended meanwhile
@@ -99,44 +97,4 @@ func (r *Registry) updateJobProcs(id uint64, dead, born []Proc) (ended bool, err
 		return putJSON(tx, bucketJobs, u64(id), j)
 	})
 	return ended, ioError(err)
-}
-
-// WatchJobs reaps jobs every interval (first at once, which releases the
-// jobs that died while the daemon was down) and, with idleTimeout > 0,
-// removes devices idle for that long. onTick, if set, sees the jobs after
-// each round. It returns when ctx ends.
-func (r *Registry) WatchJobs(ctx context.Context, every, idleTimeout time.Duration, pt ProcessTable, log *slog.Logger, onTick func([]Job)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		ended, err := r.Reap(pt)
-		if err != nil {
-			log.Error("reaping jobs", "err", err)
-		}
-		for _, j := range ended {
-			log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
-		}
-		if idleTimeout > 0 {
-			removed, err := r.RemoveIdle(r.now().Add(-idleTimeout))
-			if err != nil {
-				log.Error("removing idle devices", "err", err)
-			}
-			for _, d := range removed {
-				log.Info("idle device removed", "token", d.Token, "id", d.ID, "idle_timeout", idleTimeout)
-			}
-		}
-		if err := r.refreshTokens(); err != nil {
-			log.Error("counting tokens", "err", err)
-		}
-		if onTick != nil {
-			if jobs, err := r.Jobs(); err == nil {
-				onTick(jobs)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

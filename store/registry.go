@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -32,7 +33,7 @@ type Registry struct {
 
 // Open prepares the registry on eng: the default token exists with the
 // configured limit, and the next device id is at least FirstID.
-func Open(eng Engine, opts Options) (*Registry, error) {
+func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	if opts.FirstID == 0 {
 		opts.FirstID = 2026
 	}
@@ -46,7 +47,10 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 		opts.Node = "local"
 	}
 	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
-	err := eng.Update(func(tx Tx) error {
+	err := eng.Update(ctx, func(tx Tx) error {
+		if err := checkSchema(tx); err != nil {
+			return err
+		}
 		if fromU64(tx.Get(bucketMeta, keyNextDeviceID)) < opts.FirstID {
 			if err := tx.Put(bucketMeta, keyNextDeviceID, u64(opts.FirstID)); err != nil {
 				return err
@@ -58,7 +62,10 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 			return err
 		}
 		if !found {
-			t = Token{Name: opts.DefaultToken, Number: nextTokenNumber(tx)}
+			t = Token{Name: opts.DefaultToken}
+			if t.Number, err = nextTokenNumber(tx); err != nil {
+				return err
+			}
 		}
 		t.MaxDevices = opts.MaxDevices
 		if opts.SharedSecret != "" {
@@ -71,7 +78,19 @@ func Open(eng Engine, opts Options) (*Registry, error) {
 	if err != nil {
 		return nil, ioError(err)
 	}
-	return r, r.refreshTokens()
+	return r, r.RefreshTokens(ctx)
+}
+
+// checkSchema stamps a new store with this binary's schema version and
+// refuses one that a newer binary wrote.
+func checkSchema(tx Tx) error {
+	switch v := fromU64(tx.Get(bucketMeta, keySchema)); {
+	case v > schemaVersion:
+		return errorf(KindIO, "The state was written by a newer morehd (schema %d; this one reads up to %d): run that version, or a newer one.", v, schemaVersion)
+	case v < schemaVersion:
+		return tx.Put(bucketMeta, keySchema, u64(schemaVersion))
+	}
+	return nil
 }
 
 // Node is this machine's name in the pool.
@@ -79,7 +98,9 @@ func (r *Registry) Node() string { return r.opts.Node }
 
 // ServerVersion is the store server's version, or "" when the daemon is its
 // own server (bbolt).
-func (r *Registry) ServerVersion() (string, error) { return r.eng.ServerVersion() }
+func (r *Registry) ServerVersion(ctx context.Context) (string, error) {
+	return r.eng.ServerVersion(ctx)
+}
 
 // DefaultMaxDevices is the device limit a new token starts with.
 func (r *Registry) DefaultMaxDevices() int { return r.opts.MaxDevices }
@@ -88,10 +109,9 @@ func (r *Registry) DefaultMaxDevices() int { return r.opts.MaxDevices }
 func (r *Registry) DefaultToken() string { return r.opts.DefaultToken }
 
 // nextTokenNumber hands out token numbers 1, 2, … inside tx.
-func nextTokenNumber(tx Tx) uint64 {
+func nextTokenNumber(tx Tx) (uint64, error) {
 	n := fromU64(tx.Get(bucketMeta, keyNextTokenID)) + 1
-	tx.Put(bucketMeta, keyNextTokenID, u64(n))
-	return n
+	return n, tx.Put(bucketMeta, keyNextTokenID, u64(n))
 }
 
 // TokenView is one consistent snapshot of a token and its devices.
@@ -112,9 +132,9 @@ func (v TokenView) CurrentDevice() (Device, bool) {
 }
 
 // View returns a snapshot of token.
-func (r *Registry) View(token string) (TokenView, error) {
+func (r *Registry) View(ctx context.Context, token string) (TokenView, error) {
 	var v TokenView
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		v, err = loadView(tx, token)
 		return err
@@ -123,9 +143,9 @@ func (r *Registry) View(token string) (TokenView, error) {
 }
 
 // Token returns one token's record, without its devices.
-func (r *Registry) Token(name string) (Token, error) {
+func (r *Registry) Token(ctx context.Context, name string) (Token, error) {
 	var t Token
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		t, err = loadToken(tx, name)
 		return err
@@ -134,9 +154,9 @@ func (r *Registry) Token(name string) (Token, error) {
 }
 
 // Tokens lists every token by name.
-func (r *Registry) Tokens() ([]Token, error) {
+func (r *Registry) Tokens(ctx context.Context) ([]Token, error) {
 	var ts []Token
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
 			var t Token
 			err := decodeJSON(bucketTokens, k, v, &t)
@@ -148,9 +168,9 @@ func (r *Registry) Tokens() ([]Token, error) {
 }
 
 // Device returns one device of token.
-func (r *Registry) Device(token string, id uint64) (Device, error) {
+func (r *Registry) Device(ctx context.Context, token string, id uint64) (Device, error) {
 	var d Device
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		d, err = loadDevice(tx, token, id)
 		return err
@@ -160,13 +180,13 @@ func (r *Registry) Device(token string, id uint64) (Device, error) {
 
 // CreateDevice adds a device of model to token with the next id and makes it
 // current. It fails with KindQuota at the token's limit.
-func (r *Registry) CreateDevice(token, model string) (Device, error) {
+func (r *Registry) CreateDevice(ctx context.Context, token, model string) (Device, error) {
 	m, ok := LookupModel(model)
 	if !ok {
 		return Device{}, unknownModel(model)
 	}
 	var d Device
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		v, err := loadView(tx, token)
 		if err != nil {
 			return err
@@ -191,8 +211,8 @@ func (r *Registry) CreateDevice(token, model string) (Device, error) {
 // RemoveDevice deletes a device of token. When it was current, the most
 // recently used remaining device becomes current, or none. A device with a
 // running job is KindBusy.
-func (r *Registry) RemoveDevice(token string, id uint64) error {
-	return ioError(r.eng.Update(func(tx Tx) error { return removeDevice(tx, token, id) }))
+func (r *Registry) RemoveDevice(ctx context.Context, token string, id uint64) error {
+	return ioError(r.eng.Update(ctx, func(tx Tx) error { return removeDevice(tx, token, id) }))
 }
 
 func removeDevice(tx Tx, token string, id uint64) error {
@@ -231,8 +251,8 @@ func removeDevice(tx Tx, token string, id uint64) error {
 }
 
 // Switch makes device id the token's current device.
-func (r *Registry) Switch(token string, id uint64) error {
-	err := r.eng.Update(func(tx Tx) error {
+func (r *Registry) Switch(ctx context.Context, token string, id uint64) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		t, err := loadToken(tx, token)
 		if err != nil {
 			return err
@@ -247,13 +267,13 @@ func (r *Registry) Switch(token string, id uint64) error {
 }
 
 // SetModel changes the model of device id.
-func (r *Registry) SetModel(token string, id uint64, model string) (Device, error) {
+func (r *Registry) SetModel(ctx context.Context, token string, id uint64, model string) (Device, error) {
 	m, ok := LookupModel(model)
 	if !ok {
 		return Device{}, unknownModel(model)
 	}
 	var d Device
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		var err error
 		if d, err = loadDevice(tx, token, id); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -17,6 +18,7 @@ const tok = "default"
 // TestOpenDefaults: a fresh registry has the default token, limit 5, no
 // device, no current device, and next id 2026.
 func TestOpenDefaults(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	if reg.DefaultToken() != "default" {
 		t.Fatalf("DefaultToken() = %q, want default", reg.DefaultToken())
@@ -29,7 +31,7 @@ func TestOpenDefaults(t *testing.T) {
 	if _, ok := v.CurrentDevice(); ok {
 		t.Fatalf("fresh token has a current device")
 	}
-	toks, err := reg.Tokens()
+	toks, err := reg.Tokens(ctx)
 	if err != nil || len(toks) != 1 || !reflect.DeepEqual(toks[0], want) {
 		t.Fatalf("Tokens() = %+v, %v; want [%+v]", toks, err, want)
 	}
@@ -103,6 +105,7 @@ func TestFirstIDOnReopen(t *testing.T) {
 // TestCreateMakesCurrent: each new device becomes current, with the
 // canonical model name and a creation time from the registry's clock.
 func TestCreateMakesCurrent(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("KST", 9*3600))
 	reg.now = fixedClock(start, time.Minute)
@@ -122,7 +125,7 @@ func TestCreateMakesCurrent(t *testing.T) {
 		if !d.Created.Equal(wantCreated) || d.Created.Location() != time.UTC {
 			t.Fatalf("Created = %v, want %v in UTC", d.Created, wantCreated)
 		}
-		got, err := reg.Device(tok, id)
+		got, err := reg.Device(ctx, tok, id)
 		if err != nil || !reflect.DeepEqual(got, d) {
 			t.Fatalf("Device(%d) = %+v, %v; want %+v", id, got, err, d)
 		}
@@ -141,9 +144,10 @@ func TestCreateMakesCurrent(t *testing.T) {
 // TestCreateUnknownModel: an unknown model is KindInvalid and creates
 // nothing, not even an id.
 func TestCreateUnknownModel(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	before := mustView(t, reg, tok)
-	_, err := reg.CreateDevice(tok, "Huge.1TB")
+	_, err := reg.CreateDevice(ctx, tok, "Huge.1TB")
 	wantErr(t, err, KindInvalid, `Unknown model "Huge.1TB": the models file lists them (e.g. Large.256GB).`)
 	if after := mustView(t, reg, tok); !reflect.DeepEqual(before, after) {
 		t.Fatalf("view changed: %+v → %+v", before, after)
@@ -155,10 +159,11 @@ func TestCreateUnknownModel(t *testing.T) {
 // TestCreateUnknownToken: creating for a token that does not exist is
 // KindNotFound and creates nothing.
 func TestCreateUnknownToken(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
-	_, err := reg.CreateDevice("nobody", "large")
+	_, err := reg.CreateDevice(ctx, "nobody", "large")
 	wantErr(t, err, KindNotFound, `Token "nobody" does not exist.`)
-	_, err = reg.View("nobody")
+	_, err = reg.View(ctx, "nobody")
 	wantErr(t, err, KindNotFound, `Token "nobody" does not exist.`)
 	mustCreate(t, reg, tok, "large", 2026)
 	checkInvariants(t, reg)
@@ -168,6 +173,7 @@ func TestCreateUnknownToken(t *testing.T) {
 // exact message and changes nothing; after a remove the next create gets the
 // next id, not one the refused create skipped.
 func TestLimit(t *testing.T) {
+	ctx := t.Context()
 	for _, max := range []int{1, 3, 5} {
 		t.Run(strconv.Itoa(max), func(t *testing.T) {
 			reg, _ := openTestRegistry(t, Options{MaxDevices: max})
@@ -176,7 +182,7 @@ func TestLimit(t *testing.T) {
 			}
 			before := mustView(t, reg, tok)
 			for i := 0; i < 3; i++ {
-				_, err := reg.CreateDevice(tok, "Large.256GB")
+				_, err := reg.CreateDevice(ctx, tok, "Large.256GB")
 				wantErr(t, err, KindQuota, fmt.Sprintf("Maximum number of devices (%d) reached.", max))
 			}
 			if after := mustView(t, reg, tok); !reflect.DeepEqual(before, after) {
@@ -185,7 +191,7 @@ func TestLimit(t *testing.T) {
 			last := 2026 + uint64(max) - 1
 			mustRemove(t, reg, tok, last)
 			mustCreate(t, reg, tok, "Small.64GB", last+1)
-			_, err := reg.CreateDevice(tok, "Small.64GB")
+			_, err := reg.CreateDevice(ctx, tok, "Small.64GB")
 			wantErr(t, err, KindQuota, fmt.Sprintf("Maximum number of devices (%d) reached.", max))
 			checkInvariants(t, reg)
 		})
@@ -194,11 +200,12 @@ func TestLimit(t *testing.T) {
 
 // TestLimitDefaultIsFive: with no MaxDevices the sixth create fails.
 func TestLimitDefaultIsFive(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	for i := 0; i < 5; i++ {
 		mustCreate(t, reg, tok, "Small.64GB", 2026+uint64(i))
 	}
-	_, err := reg.CreateDevice(tok, "Small.64GB")
+	_, err := reg.CreateDevice(ctx, tok, "Small.64GB")
 	wantErr(t, err, KindQuota, "Maximum number of devices (5) reached.")
 	checkInvariants(t, reg)
 }
@@ -273,13 +280,14 @@ func TestRemoveNonCurrentKeepsCurrent(t *testing.T) {
 // TestRemoveUnknown: removing an unknown or already removed id is
 // KindNotFound with the exact message, and changes nothing.
 func TestRemoveUnknown(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	mustCreate(t, reg, tok, "Small.64GB", 2026)
 	mustCreate(t, reg, tok, "Small.64GB", 2027)
 	mustRemove(t, reg, tok, 2027)
 	before := mustView(t, reg, tok)
 	for _, id := range []uint64{2027, 2028, 0, 1, 1<<64 - 1} {
-		wantErr(t, reg.RemoveDevice(tok, id), KindNotFound, fmt.Sprintf("Device %d does not exist.", id))
+		wantErr(t, reg.RemoveDevice(ctx, tok, id), KindNotFound, fmt.Sprintf("Device %d does not exist.", id))
 	}
 	if after := mustView(t, reg, tok); !reflect.DeepEqual(before, after) {
 		t.Fatalf("view changed: %+v → %+v", before, after)
@@ -290,6 +298,7 @@ func TestRemoveUnknown(t *testing.T) {
 // TestSwitch: switching makes the device current; switching to the current
 // one is allowed; an unknown id is KindNotFound and changes nothing.
 func TestSwitch(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	mustCreate(t, reg, tok, "Small.64GB", 2026)
 	mustCreate(t, reg, tok, "Small.64GB", 2027)
@@ -300,15 +309,15 @@ func TestSwitch(t *testing.T) {
 
 	before := mustView(t, reg, tok)
 	for _, id := range []uint64{2028, 2025, 0, 99999} {
-		wantErr(t, reg.Switch(tok, id), KindNotFound, fmt.Sprintf("Device %d does not exist.", id))
+		wantErr(t, reg.Switch(ctx, tok, id), KindNotFound, fmt.Sprintf("Device %d does not exist.", id))
 	}
 	mustRemove(t, reg, tok, 2027)
-	wantErr(t, reg.Switch(tok, 2027), KindNotFound, "Device 2027 does not exist.")
+	wantErr(t, reg.Switch(ctx, tok, 2027), KindNotFound, "Device 2027 does not exist.")
 	after := mustView(t, reg, tok)
 	if !reflect.DeepEqual(after.Token, before.Token) || !reflect.DeepEqual(ids(after), []uint64{2026}) {
 		t.Fatalf("failed switches changed the token: %+v → %+v", before.Token, after.Token)
 	}
-	wantErr(t, reg.Switch("nobody", 2026), KindNotFound, `Token "nobody" does not exist.`)
+	wantErr(t, reg.Switch(ctx, "nobody", 2026), KindNotFound, `Token "nobody" does not exist.`)
 	checkInvariants(t, reg)
 }
 
@@ -316,6 +325,7 @@ func TestSwitch(t *testing.T) {
 // rest of the device; an unknown model is KindInvalid; an unknown device
 // KindNotFound.
 func TestSetModel(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	d := mustCreate(t, reg, tok, "Small.64GB", 2026)
 	mustCreate(t, reg, tok, "Small.64GB", 2027)
@@ -327,7 +337,7 @@ func TestSetModel(t *testing.T) {
 		{"1.5xlarge", "1.5xLarge.768GB"},
 		{"24xLarge.12288GB", "24xLarge.12288GB"},
 	} {
-		got, err := reg.SetModel(tok, 2026, c.in)
+		got, err := reg.SetModel(ctx, tok, 2026, c.in)
 		if err != nil {
 			t.Fatalf("SetModel(%q): %v", c.in, err)
 		}
@@ -336,7 +346,7 @@ func TestSetModel(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("SetModel(%q) = %+v, want %+v", c.in, got, want)
 		}
-		if stored, _ := reg.Device(tok, 2026); !reflect.DeepEqual(stored, want) {
+		if stored, _ := reg.Device(ctx, tok, 2026); !reflect.DeepEqual(stored, want) {
 			t.Fatalf("stored after SetModel(%q) = %+v, want %+v", c.in, stored, want)
 		}
 		if got.ModelInfo().Name != c.want {
@@ -349,11 +359,11 @@ func TestSetModel(t *testing.T) {
 	}
 
 	snap := mustView(t, reg, tok)
-	_, err := reg.SetModel(tok, 2026, "large.512GB")
+	_, err := reg.SetModel(ctx, tok, 2026, "large.512GB")
 	wantErr(t, err, KindInvalid, `Unknown model "large.512GB": the models file lists them (e.g. Large.256GB).`)
-	_, err = reg.SetModel(tok, 2026, strings.Repeat("x", 100))
+	_, err = reg.SetModel(ctx, tok, 2026, strings.Repeat("x", 100))
 	wantErr(t, err, KindInvalid, `Unknown model "`+strings.Repeat("x", 64)+`…": the models file lists them (e.g. Large.256GB).`)
-	_, err = reg.SetModel(tok, 2099, "large")
+	_, err = reg.SetModel(ctx, tok, 2099, "large")
 	wantErr(t, err, KindNotFound, "Device 2099 does not exist.")
 	if after := mustView(t, reg, tok); !reflect.DeepEqual(snap, after) {
 		t.Fatalf("failed SetModel changed the view: %+v → %+v", snap, after)
@@ -364,8 +374,9 @@ func TestSetModel(t *testing.T) {
 // TestOtherTokensDevicesAreNotFound: a device of another token is reported
 // exactly like a missing one by every operation, and is left alone.
 func TestOtherTokensDevicesAreNotFound(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
-	other, err := Open(reg.eng, Options{DefaultToken: "other", MaxDevices: 2})
+	other, err := Open(ctx, reg.eng, Options{DefaultToken: "other", MaxDevices: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,13 +389,13 @@ func TestOtherTokensDevicesAreNotFound(t *testing.T) {
 
 	beforeD, beforeO := mustView(t, reg, tok), mustView(t, reg, "other")
 	const notFound = "Device 2027 does not exist."
-	wantErr(t, reg.Switch(tok, 2027), KindNotFound, notFound)
-	wantErr(t, reg.RemoveDevice(tok, 2027), KindNotFound, notFound)
-	_, err = reg.SetModel(tok, 2027, "small")
+	wantErr(t, reg.Switch(ctx, tok, 2027), KindNotFound, notFound)
+	wantErr(t, reg.RemoveDevice(ctx, tok, 2027), KindNotFound, notFound)
+	_, err = reg.SetModel(ctx, tok, 2027, "small")
 	wantErr(t, err, KindNotFound, notFound)
-	_, err = reg.Device(tok, 2027)
+	_, err = reg.Device(ctx, tok, 2027)
 	wantErr(t, err, KindNotFound, notFound)
-	_, err = other.Device("other", 2026)
+	_, err = other.Device(ctx, "other", 2026)
 	wantErr(t, err, KindNotFound, "Device 2026 does not exist.")
 	if a, b := mustView(t, reg, tok), mustView(t, reg, "other"); !reflect.DeepEqual(a, beforeD) || !reflect.DeepEqual(b, beforeO) {
 		t.Fatalf("refused operations changed a view")
@@ -395,11 +406,11 @@ func TestOtherTokensDevicesAreNotFound(t *testing.T) {
 
 	// Limits are per token: "other" has 2, "default" 5.
 	mustCreate(t, other, "other", "Small.64GB", 2029)
-	_, err = other.CreateDevice("other", "Small.64GB")
+	_, err = other.CreateDevice(ctx, "other", "Small.64GB")
 	wantErr(t, err, KindQuota, "Maximum number of devices (2) reached.")
 	mustCreate(t, reg, tok, "Small.64GB", 2030)
 
-	toks, err := reg.Tokens()
+	toks, err := reg.Tokens(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,13 +425,14 @@ func TestOtherTokensDevicesAreNotFound(t *testing.T) {
 // TestPersistence: devices, models, current, next id, token numbers and use
 // order all survive a reopen.
 func TestPersistence(t *testing.T) {
+	ctx := t.Context()
 	reg, path := openTestRegistry(t, Options{})
 	mustCreate(t, reg, tok, "Small.64GB", 2026)
 	mustCreate(t, reg, tok, "large", 2027)
 	mustCreate(t, reg, tok, "1.5xlarge", 2028)
 	mustCreate(t, reg, tok, "medium", 2029)
 	mustRemove(t, reg, tok, 2029)
-	if _, err := reg.SetModel(tok, 2026, "xlarge"); err != nil {
+	if _, err := reg.SetModel(ctx, tok, 2026, "xlarge"); err != nil {
 		t.Fatal(err)
 	}
 	mustSwitch(t, reg, tok, 2026)
@@ -445,7 +457,7 @@ func TestPersistence(t *testing.T) {
 	wantCurrent(t, reg, tok, 2026)
 	mustRemove(t, reg, tok, 2026)
 	wantCurrent(t, reg, tok, 2027)
-	if d, _ := reg.Device(tok, 2027); d.Model != "Large.256GB" {
+	if d, _ := reg.Device(ctx, tok, 2027); d.Model != "Large.256GB" {
 		t.Fatalf("2027 model = %q after reopen", d.Model)
 	}
 	checkInvariants(t, reg)
@@ -455,6 +467,7 @@ func TestPersistence(t *testing.T) {
 // open; lowering it below the held count keeps the devices but refuses
 // creates until enough are removed.
 func TestMaxDevicesReappliedOnReopen(t *testing.T) {
+	ctx := t.Context()
 	reg, path := openTestRegistry(t, Options{MaxDevices: 4})
 	for i := uint64(0); i < 4; i++ {
 		mustCreate(t, reg, tok, "Small.64GB", 2026+i)
@@ -464,11 +477,11 @@ func TestMaxDevicesReappliedOnReopen(t *testing.T) {
 		t.Fatalf("after lowering: %+v", v)
 	}
 	checkInvariantsOverLimit(t, reg)
-	_, err := reg.CreateDevice(tok, "Small.64GB")
+	_, err := reg.CreateDevice(ctx, tok, "Small.64GB")
 	wantErr(t, err, KindQuota, "Maximum number of devices (2) reached.")
 	mustRemove(t, reg, tok, 2029)
 	mustRemove(t, reg, tok, 2028)
-	_, err = reg.CreateDevice(tok, "Small.64GB")
+	_, err = reg.CreateDevice(ctx, tok, "Small.64GB")
 	wantErr(t, err, KindQuota, "Maximum number of devices (2) reached.")
 	mustRemove(t, reg, tok, 2027)
 	mustCreate(t, reg, tok, "Small.64GB", 2030)
@@ -478,7 +491,7 @@ func TestMaxDevicesReappliedOnReopen(t *testing.T) {
 	for i := uint64(0); i < 4; i++ {
 		mustCreate(t, reg, tok, "Small.64GB", 2031+i)
 	}
-	_, err = reg.CreateDevice(tok, "Small.64GB")
+	_, err = reg.CreateDevice(ctx, tok, "Small.64GB")
 	wantErr(t, err, KindQuota, "Maximum number of devices (6) reached.")
 	if got := mustView(t, reg, tok).Token.MaxDevices; got != 6 {
 		t.Fatalf("MaxDevices = %d, want 6", got)
@@ -496,6 +509,7 @@ func TestMaxDevicesReappliedOnReopen(t *testing.T) {
 // TestConcurrentCreates: concurrent creates never exceed the limit and hand
 // out distinct consecutive ids.
 func TestConcurrentCreates(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{MaxDevices: 5})
 	const n = 32
 	var (
@@ -509,7 +523,7 @@ func TestConcurrentCreates(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			got[i], errs[i] = reg.CreateDevice(tok, "Small.64GB")
+			got[i], errs[i] = reg.CreateDevice(ctx, tok, "Small.64GB")
 		}(i)
 	}
 	close(start)
@@ -543,6 +557,7 @@ func TestConcurrentCreates(t *testing.T) {
 // TestConcurrentMixed: creates, switches and removes racing on one token
 // keep every invariant.
 func TestConcurrentMixed(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{MaxDevices: 3})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
@@ -552,12 +567,12 @@ func TestConcurrentMixed(t *testing.T) {
 			for i := 0; i < 40; i++ {
 				switch (g + i) % 3 {
 				case 0:
-					_, err := reg.CreateDevice(tok, "Small.64GB")
+					_, err := reg.CreateDevice(ctx, tok, "Small.64GB")
 					if err != nil && KindOf(err) != KindQuota {
 						t.Errorf("create: %v", err)
 					}
 				case 1:
-					v, err := reg.View(tok)
+					v, err := reg.View(ctx, tok)
 					if err != nil {
 						t.Errorf("view: %v", err)
 						return
@@ -566,19 +581,19 @@ func TestConcurrentMixed(t *testing.T) {
 						t.Errorf("view holds %d devices", len(v.Devices))
 					}
 					if len(v.Devices) > 0 {
-						err := reg.Switch(tok, v.Devices[i%len(v.Devices)].ID)
+						err := reg.Switch(ctx, tok, v.Devices[i%len(v.Devices)].ID)
 						if err != nil && KindOf(err) != KindNotFound {
 							t.Errorf("switch: %v", err)
 						}
 					}
 				case 2:
-					v, err := reg.View(tok)
+					v, err := reg.View(ctx, tok)
 					if err != nil {
 						t.Errorf("view: %v", err)
 						return
 					}
 					if len(v.Devices) > 0 {
-						err := reg.RemoveDevice(tok, v.Devices[0].ID)
+						err := reg.RemoveDevice(ctx, tok, v.Devices[0].ID)
 						if err != nil && KindOf(err) != KindNotFound {
 							t.Errorf("remove: %v", err)
 						}
@@ -608,86 +623,87 @@ func (e *failEngine) set(update, view bool) {
 	e.failing, e.failView = update, view
 }
 
-func (e *failEngine) Update(fn func(Tx) error) error {
+func (e *failEngine) Update(ctx context.Context, fn func(Tx) error) error {
 	e.mu.Lock()
 	fail := e.failing
 	e.mu.Unlock()
 	if fail {
 		return errDiskGone
 	}
-	return e.Engine.Update(fn)
+	return e.Engine.Update(ctx, fn)
 }
 
-func (e *failEngine) View(fn func(Tx) error) error {
+func (e *failEngine) View(ctx context.Context, fn func(Tx) error) error {
 	e.mu.Lock()
 	fail := e.failView
 	e.mu.Unlock()
 	if fail {
 		return errDiskGone
 	}
-	return e.Engine.View(fn)
+	return e.Engine.View(ctx, fn)
 }
 
 // putFailTx fails every Put, as a full disk does inside a transaction.
 type putFailEngine struct{ Engine }
 type putFailTx struct{ Tx }
 
-func (e putFailEngine) Update(fn func(Tx) error) error {
-	return e.Engine.Update(func(tx Tx) error { return fn(putFailTx{tx}) })
+func (e putFailEngine) Update(ctx context.Context, fn func(Tx) error) error {
+	return e.Engine.Update(ctx, func(tx Tx) error { return fn(putFailTx{tx}) })
 }
 func (putFailTx) Put(bucket, key, value []byte) error { return errDiskGone }
 
 // TestEngineFailureIsIO: an engine error becomes KindIO with the cause in
 // the message, for every operation, and leaves the store as it was.
 func TestEngineFailureIsIO(t *testing.T) {
+	ctx := t.Context()
 	reg0, _ := openTestRegistry(t, Options{})
 	mustCreate(t, reg0, tok, "Small.64GB", 2026)
 	const msg = "The state store failed: disk on fire"
 
 	// Open itself.
-	_, err := Open(&failEngine{Engine: reg0.eng, failing: true}, Options{})
+	_, err := Open(ctx, &failEngine{Engine: reg0.eng, failing: true}, Options{})
 	wantErr(t, err, KindIO, msg)
-	_, err = Open(putFailEngine{reg0.eng}, Options{FirstID: 9000})
+	_, err = Open(ctx, putFailEngine{reg0.eng}, Options{FirstID: 9000})
 	wantErr(t, err, KindIO, msg)
 
 	fe := &failEngine{Engine: reg0.eng}
-	reg, err := Open(fe, Options{})
+	reg, err := Open(ctx, fe, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fe.set(true, false)
-	_, err = reg.CreateDevice(tok, "large")
+	_, err = reg.CreateDevice(ctx, tok, "large")
 	wantErr(t, err, KindIO, msg)
-	wantErr(t, reg.RemoveDevice(tok, 2026), KindIO, msg)
-	wantErr(t, reg.Switch(tok, 2026), KindIO, msg)
-	_, err = reg.SetModel(tok, 2026, "large")
+	wantErr(t, reg.RemoveDevice(ctx, tok, 2026), KindIO, msg)
+	wantErr(t, reg.Switch(ctx, tok, 2026), KindIO, msg)
+	_, err = reg.SetModel(ctx, tok, 2026, "large")
 	wantErr(t, err, KindIO, msg)
 	// Rule errors still win over a failing engine where they come first.
-	_, err = reg.CreateDevice(tok, "nope")
+	_, err = reg.CreateDevice(ctx, tok, "nope")
 	wantErr(t, err, KindInvalid, "")
 
 	fe.set(true, true)
-	_, err = reg.View(tok)
+	_, err = reg.View(ctx, tok)
 	wantErr(t, err, KindIO, msg)
-	_, err = reg.Device(tok, 2026)
+	_, err = reg.Device(ctx, tok, 2026)
 	wantErr(t, err, KindIO, msg)
-	_, err = reg.Tokens()
+	_, err = reg.Tokens(ctx)
 	wantErr(t, err, KindIO, msg)
 
 	// Puts failing inside a real transaction: rolled back, KindIO.
-	pf, err := Open(reg0.eng, Options{})
+	pf, err := Open(ctx, reg0.eng, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pf.eng = putFailEngine{reg0.eng}
-	_, err = pf.CreateDevice(tok, "large")
+	_, err = pf.CreateDevice(ctx, tok, "large")
 	wantErr(t, err, KindIO, msg)
-	_, err = pf.SetModel(tok, 2026, "large")
+	_, err = pf.SetModel(ctx, tok, 2026, "large")
 	wantErr(t, err, KindIO, msg)
 
 	// Nothing changed underneath.
 	wantIDs(t, reg0, tok, 2026)
-	if d, _ := reg0.Device(tok, 2026); d.Model != "Small.64GB" {
+	if d, _ := reg0.Device(ctx, tok, 2026); d.Model != "Small.64GB" {
 		t.Fatalf("model = %q", d.Model)
 	}
 	mustCreate(t, reg0, tok, "Small.64GB", 2027)
@@ -697,16 +713,17 @@ func TestEngineFailureIsIO(t *testing.T) {
 // TestDamagedRecordIsIO: a record that is not JSON is reported as KindIO,
 // not as a missing device or a panic.
 func TestDamagedRecordIsIO(t *testing.T) {
+	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
 	mustCreate(t, reg, tok, "Small.64GB", 2026)
-	if err := reg.eng.Update(func(tx Tx) error { return tx.Put(bucketDevices, u64(2026), []byte("{not json")) }); err != nil {
+	if err := reg.eng.Update(ctx, func(tx Tx) error { return tx.Put(bucketDevices, u64(2026), []byte("{not json")) }); err != nil {
 		t.Fatal(err)
 	}
-	_, err := reg.Device(tok, 2026)
+	_, err := reg.Device(ctx, tok, 2026)
 	wantErr(t, err, KindIO, "")
-	_, err = reg.View(tok)
+	_, err = reg.View(ctx, tok)
 	wantErr(t, err, KindIO, "")
-	wantErr(t, reg.Switch(tok, 2026), KindIO, "")
+	wantErr(t, reg.Switch(ctx, tok, 2026), KindIO, "")
 }
 
 // TestParseDeviceID: only a positive decimal number, with nothing around it.

@@ -17,9 +17,14 @@ var (
 	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
 	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
 	keyNextJobID    = []byte("next_job_id")    // u64: the next job id
+	keySchema       = []byte("schema_version") // u64: the layout of what is stored (schemaVersion)
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets}
 )
+
+// schemaVersion is the layout this binary reads and writes; a store written
+// by a newer one is refused at open rather than misread.
+const schemaVersion = 1
 
 // u64 encodes n big-endian so that byte order is numeric order.
 func u64(n uint64) []byte {

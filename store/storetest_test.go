@@ -35,6 +35,7 @@ func openTestRegistry(t *testing.T, opts Options) (*Registry, string) {
 // openRegistryAt opens the bbolt file at path and a registry on it; the
 // engine is closed when the test ends (closing twice is harmless).
 func openRegistryAt(t *testing.T, path string, opts Options) *Registry {
+	ctx := t.Context()
 	t.Helper()
 	eng, err := openTestEngine(path)
 	if err != nil {
@@ -45,7 +46,7 @@ func openRegistryAt(t *testing.T, path string, opts Options) *Registry {
 			t.Errorf("close engine: %v", err)
 		}
 	})
-	reg, err := Open(eng, opts)
+	reg, err := Open(ctx, eng, opts)
 	if err != nil {
 		t.Fatalf("Open(%+v): %v", opts, err)
 	}
@@ -104,8 +105,9 @@ func checkInvariantsOverLimit(t *testing.T, reg *Registry) {
 }
 
 func checkInvariantsOpt(t *testing.T, reg *Registry, allowOverLimit bool) {
+	ctx := t.Context()
 	t.Helper()
-	err := reg.eng.View(func(tx Tx) error {
+	err := reg.eng.View(ctx, func(tx Tx) error {
 		next := fromU64(tx.Get(bucketMeta, keyNextDeviceID))
 		if next == 0 {
 			t.Errorf("invariant: next_device_id is missing")
@@ -246,8 +248,9 @@ func checkInvariantsOpt(t *testing.T, reg *Registry, allowOverLimit bool) {
 
 // mustView returns a snapshot of token, failing the test on error.
 func mustView(t *testing.T, reg *Registry, token string) TokenView {
+	ctx := t.Context()
 	t.Helper()
-	v, err := reg.View(token)
+	v, err := reg.View(ctx, token)
 	if err != nil {
 		t.Fatalf("View(%q): %v", token, err)
 	}
@@ -256,8 +259,9 @@ func mustView(t *testing.T, reg *Registry, token string) TokenView {
 
 // mustCreate creates a device and checks it got wantID.
 func mustCreate(t *testing.T, reg *Registry, token, model string, wantID uint64) Device {
+	ctx := t.Context()
 	t.Helper()
-	d, err := reg.CreateDevice(token, model)
+	d, err := reg.CreateDevice(ctx, token, model)
 	if err != nil {
 		t.Fatalf("CreateDevice(%q, %q): %v", token, model, err)
 	}
@@ -268,15 +272,17 @@ func mustCreate(t *testing.T, reg *Registry, token, model string, wantID uint64)
 }
 
 func mustSwitch(t *testing.T, reg *Registry, token string, id uint64) {
+	ctx := t.Context()
 	t.Helper()
-	if err := reg.Switch(token, id); err != nil {
+	if err := reg.Switch(ctx, token, id); err != nil {
 		t.Fatalf("Switch(%q, %d): %v", token, id, err)
 	}
 }
 
 func mustRemove(t *testing.T, reg *Registry, token string, id uint64) {
+	ctx := t.Context()
 	t.Helper()
-	if err := reg.RemoveDevice(token, id); err != nil {
+	if err := reg.RemoveDevice(ctx, token, id); err != nil {
 		t.Fatalf("RemoveDevice(%q, %d): %v", token, id, err)
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"slices"
 )
@@ -24,7 +25,7 @@ func ValidTokenName(name string) error {
 }
 
 // CreateToken adds a token with a device limit and returns its secret.
-func (r *Registry) CreateToken(name string, maxDevices int) (Token, string, error) {
+func (r *Registry) CreateToken(ctx context.Context, name string, maxDevices int) (Token, string, error) {
 	if err := ValidTokenName(name); err != nil {
 		return Token{}, "", err
 	}
@@ -36,11 +37,15 @@ func (r *Registry) CreateToken(name string, maxDevices int) (Token, string, erro
 	}
 	var t Token
 	var secret string
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		if tx.Get(bucketTokens, []byte(name)) != nil {
 			return errorf(KindExists, "Token %s already exists.", quoteInput(name))
 		}
-		t = Token{Name: name, Number: nextTokenNumber(tx), MaxDevices: maxDevices, Nonce: make([]byte, 16)}
+		number, err := nextTokenNumber(tx)
+		if err != nil {
+			return err
+		}
+		t = Token{Name: name, Number: number, MaxDevices: maxDevices, Nonce: make([]byte, 16)}
 		if _, err := rand.Read(t.Nonce); err != nil {
 			return err
 		}
@@ -55,9 +60,9 @@ func (r *Registry) CreateToken(name string, maxDevices int) (Token, string, erro
 	}
 	// The token exists now: a failure to read it back is only retried by WatchJobs.
 	if r.secretTokens.Add(1) == 1 {
-		r.refreshTokens() // the first token with a secret: every token's owner changes
+		r.RefreshTokens(ctx) // the first token with a secret: every token's owner changes
 	} else {
-		r.refreshOwners(name)
+		r.refreshOwners(ctx, name)
 	}
 	return t, secret, nil
 }
@@ -73,9 +78,9 @@ func setSecretHash(tx Tx, t *Token, hash []byte) error {
 }
 
 // TokenSecret shows a token's secret again (to root).
-func (r *Registry) TokenSecret(name string) (string, error) {
+func (r *Registry) TokenSecret(ctx context.Context, name string) (string, error) {
 	var t Token
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		var err error
 		t, err = loadToken(tx, name)
 		return err
@@ -91,11 +96,11 @@ func (r *Registry) TokenSecret(name string) (string, error) {
 
 // RevokeToken deletes a token and its users' bindings. A token that still
 // holds devices is KindBusy; the default token cannot be revoked.
-func (r *Registry) RevokeToken(name string) error {
+func (r *Registry) RevokeToken(ctx context.Context, name string) error {
 	if name == r.opts.DefaultToken {
 		return errorf(KindInvalid, "The default token cannot be revoked.")
 	}
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		v, err := loadView(tx, name)
 		if err != nil {
 			return err
@@ -117,19 +122,19 @@ func (r *Registry) RevokeToken(name string) error {
 		return ioError(err)
 	}
 	if r.secretTokens.Add(-1) <= 0 {
-		r.refreshTokens() // the last one: every caller shares the default token again
+		r.RefreshTokens(ctx) // the last one: every caller shares the default token again
 	} else {
-		r.refreshOwners(name)
+		r.refreshOwners(ctx, name)
 	}
 	return nil
 }
 
 // SetMaxDevices changes a token's device limit; devices above it are kept.
-func (r *Registry) SetMaxDevices(name string, n int) error {
+func (r *Registry) SetMaxDevices(ctx context.Context, name string, n int) error {
 	if err := validLimit(n); err != nil {
 		return err
 	}
-	return ioError(r.eng.Update(func(tx Tx) error {
+	return ioError(r.eng.Update(ctx, func(tx Tx) error {
 		t, err := loadToken(tx, name)
 		if err != nil {
 			return err
@@ -148,9 +153,9 @@ func validLimit(n int) error {
 
 // Bind binds uid to the token whose secret is given. The secret is never
 // repeated in an error.
-func (r *Registry) Bind(uid int, secret string) (string, error) {
+func (r *Registry) Bind(ctx context.Context, uid int, secret string) (string, error) {
 	var name, old string
-	err := r.eng.Update(func(tx Tx) error {
+	err := r.eng.Update(ctx, func(tx Tx) error {
 		hash := hashSecret(secret)
 		name = string(tx.Get(bucketSecrets, hash))
 		t, err := loadToken(tx, name)
@@ -179,19 +184,19 @@ func (r *Registry) Bind(uid int, secret string) (string, error) {
 	if err != nil {
 		return "", ioError(err)
 	}
-	r.refreshOwners(name, old)
+	r.refreshOwners(ctx, name, old)
 	return name, nil
 }
 
 // CallerToken is the token of uid: the default token while no token has a
 // secret (or with a shared secret); otherwise the uid's binding, root
 // falling back to the default token.
-func (r *Registry) CallerToken(uid int) (string, error) {
+func (r *Registry) CallerToken(ctx context.Context, uid int) (string, error) {
 	if r.opts.SharedSecret != "" || r.secretTokens.Load() == 0 {
 		return r.opts.DefaultToken, nil
 	}
 	var name string
-	err := r.eng.View(func(tx Tx) error {
+	err := r.eng.View(ctx, func(tx Tx) error {
 		name = string(tx.Get(bucketUIDs, u64(uint64(uid))))
 		return nil
 	})
@@ -210,4 +215,22 @@ func (r *Registry) CallerToken(uid int) (string, error) {
 // secrets exist and no shared secret is set).
 func (r *Registry) TokensEnabled() bool {
 	return r.opts.SharedSecret == "" && r.secretTokens.Load() > 0
+}
+
+// VisibleTokens are the tokens whose figures uid may see: every token for
+// root, else the caller's own.
+func (r *Registry) VisibleTokens(ctx context.Context, uid int) ([]string, error) {
+	if uid != 0 {
+		own, err := r.CallerToken(ctx, uid)
+		if err != nil {
+			return nil, err
+		}
+		return []string{own}, nil
+	}
+	all, err := r.Tokens(ctx)
+	names := make([]string, len(all))
+	for i, t := range all {
+		names[i] = t.Name
+	}
+	return names, err
 }

@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -63,6 +64,7 @@ func benchState(b *testing.B) (*os.File, []byte) {
 }
 
 func benchBuildState(dir string) (*os.File, []byte, error) {
+	ctx := context.Background()
 	key, err := store.LoadKey(filepath.Join(dir, "token.key"))
 	if err != nil {
 		return nil, nil, err
@@ -72,7 +74,7 @@ func benchBuildState(dir string) (*os.File, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	reg, err := store.Open(eng, store.Options{MaxDevices: benchPerToken, Key: key})
+	reg, err := store.Open(ctx, eng, store.Options{MaxDevices: benchPerToken, Key: key})
 	if err != nil {
 		eng.Close()
 		return nil, nil, err
@@ -80,7 +82,7 @@ func benchBuildState(dir string) (*os.File, []byte, error) {
 	names := []string{"default"}
 	for i := 1; i < benchTokens; i++ {
 		name := fmt.Sprintf("t%04d", i)
-		if _, _, err := reg.CreateToken(name, benchPerToken); err != nil {
+		if _, _, err := reg.CreateToken(ctx, name, benchPerToken); err != nil {
 			eng.Close()
 			return nil, nil, err
 		}
@@ -93,7 +95,7 @@ func benchBuildState(dir string) (*os.File, []byte, error) {
 		go func() {
 			defer wg.Done()
 			for range benchPerToken {
-				if _, err := reg.CreateDevice(name, "Small.64GB"); err != nil {
+				if _, err := reg.CreateDevice(ctx, name, "Small.64GB"); err != nil {
 					errs <- err
 					return
 				}

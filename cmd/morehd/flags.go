@@ -10,9 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/moreh-io/moreh/store"
 	"github.com/spf13/pflag"
-
-	"github.com/moreh-io/moreh/gpu"
 )
 
 // config is the daemon's settings from its flags.
@@ -54,7 +53,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto (nvml, then amdgpu, else sim), nvml, amdgpu, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
 	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
 	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
-	f.Uint64Var(&c.unitMiB, "unit-mib", gpu.DefaultUnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
+	f.Uint64Var(&c.unitMiB, "unit-mib", store.UnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
 	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
 	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")

@@ -21,16 +21,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/moreh-io/moreh/fs"
+	"github.com/moreh-io/moreh/fs/node"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
 
 // Version is this build's version, shown as client, server and Moreh-SMI.
 var Version = "26.11.0"
-
-// reapInterval is how often jobs are checked for exited processes: well
-// under the promised second between a job's end and its GPUs' release.
-const reapInterval = 200 * time.Millisecond
 
 // Exit codes: 0 clean stop, 1 runtime failure, 2 usage error.
 const (
@@ -72,7 +69,11 @@ func serve(cfg config, log *slog.Logger) error {
 	}
 	defer probe.Close()
 
-	eng, err := openEngine(cfg)
+	// Everything the daemon starts ends with this context, and is joined
+	// before what it uses closes.
+	background, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	eng, err := openEngine(background, cfg)
 	if err != nil {
 		return err
 	}
@@ -83,27 +84,38 @@ func serve(cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
-	reg, err := openRegistry(cfg, eng, probe, log)
+	reg, err := openRegistry(background, cfg, eng)
 	if err != nil {
 		return err
 	}
-	background, stopBackground := context.WithCancel(context.Background())
-	sampler, procs, waitBackground := gpu.Background(background, reg, probe, cfg.sampleInterval, reapInterval, cfg.idleTimeout, log)
-	defer waitBackground() // before the store closes: the reaper uses it
+	rt := node.New(node.Config{
+		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout,
+		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log,
+	})
+	ended, err := rt.RegisterGPUs(background)
+	if err != nil {
+		return fmt.Errorf("register the GPU pool: %w", err)
+	}
+	for _, job := range ended {
+		log.Warn("job ended: its GPU left the pool", "job", job)
+	}
+	rt.Start(background)
+	defer rt.Wait() // before the store closes: the supervisor uses it
 	defer stopBackground()
 
-	serverVersion, err := reg.ServerVersion()
+	serverVersion, err := reg.ServerVersion(background)
 	if err != nil {
 		log.Warn("store server version", "err", err)
 	}
 	tree := fs.Config{
-		Server: serverVersion, Registry: reg, Probe: probe, Sampler: sampler, Procs: procs, ResetGrace: cfg.resetGrace,
-		Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
+		Server: serverVersion, Node: rt, Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
 	}
 	if cfg.metricsAddr != "" {
-		if err := serveMetrics(background, cfg.metricsAddr, fs.MetricsHandler(tree), log); err != nil {
+		stopMetrics, err := serveMetrics(cfg.metricsAddr, fs.MetricsHandler(tree), log)
+		if err != nil {
 			return err
 		}
+		defer stopMetrics()
 	}
 	mount, err := fs.Mount(cfg.mount, tree)
 	if err != nil {
@@ -126,8 +138,8 @@ func serve(cfg config, log *slog.Logger) error {
 	return nil
 }
 
-// openRegistry opens the registry on eng with this node's GPUs in the pool.
-func openRegistry(cfg config, eng store.Engine, probe gpu.Probe, log *slog.Logger) (*store.Registry, error) {
+// openRegistry opens the registry on eng.
+func openRegistry(ctx context.Context, cfg config, eng store.Engine) (*store.Registry, error) {
 	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
 	if err != nil {
 		return nil, fmt.Errorf("load the token key: %w", err)
@@ -136,16 +148,9 @@ func openRegistry(cfg config, eng store.Engine, probe gpu.Probe, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	reg, err := store.Open(eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
+	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
 	if err != nil {
 		return nil, fmt.Errorf("open the state: %w", err)
-	}
-	ended, err := reg.SetPool(gpu.PoolGPUs(probe.GPUs(), cfg.unitMiB))
-	if err != nil {
-		return nil, fmt.Errorf("register the GPU pool: %w", err)
-	}
-	for _, job := range ended {
-		log.Warn("job ended: its GPU left the pool", "job", job)
 	}
 	return reg, nil
 }
@@ -166,23 +171,31 @@ func readTokenFile(path string) (string, error) {
 	return secret, nil
 }
 
-// serveMetrics serves the metrics over HTTP on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// serveMetrics serves the metrics over HTTP on addr until stop, which lets
+// scrapes in flight finish (for a while) and joins the server.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	go func() { <-ctx.Done(); srv.Close() }()
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
 	log.Info("serving metrics", "addr", ln.Addr().String())
-	return nil
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+		<-served
+	}, nil
 }
 
 // openEngine opens the store that --store names.
-func openEngine(cfg config) (store.Engine, error) {
+func openEngine(ctx context.Context, cfg config) (store.Engine, error) {
 	if cfg.store == "bolt" {
 		if err := checkStateFile(cfg.db, 2*time.Second); err != nil {
 			return nil, err
@@ -197,7 +210,7 @@ func openEngine(cfg config) (store.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng, err := store.OpenEtcd(store.EtcdConfig{Endpoints: cfg.etcdEndpoints, TLS: tlsConfig, LeaseTTL: cfg.etcdLeaseTTL})
+	eng, err := store.OpenEtcd(ctx, store.EtcdConfig{Endpoints: cfg.etcdEndpoints, TLS: tlsConfig, LeaseTTL: cfg.etcdLeaseTTL})
 	if err != nil {
 		return nil, fmt.Errorf("%w (check --etcd-endpoints and the TLS flags)", err)
 	}

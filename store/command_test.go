@@ -1,4 +1,4 @@
-package fs
+package store
 
 import (
 	"bytes"
@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/moreh-io/moreh/store"
 )
 
 // TestParseCommand: one write is one command of at most 4096 bytes of UTF-8
@@ -61,9 +59,9 @@ func TestParseCommand(t *testing.T) {
 			t.Errorf("ParseCommand(%.40q) = %.40q, want an error", c.in, got)
 			continue
 		}
-		var e *store.Error
-		if !errors.As(err, &e) || e.Kind != store.KindInvalid || store.KindOf(err) != store.KindInvalid {
-			t.Errorf("ParseCommand(%.40q) error %T %v, want *store.Error of KindInvalid", c.in, err, err)
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindInvalid || KindOf(err) != KindInvalid {
+			t.Errorf("ParseCommand(%.40q) error %T %v, want *Error of KindInvalid", c.in, err, err)
 		}
 		if got != "" || err.Error() != c.msg {
 			t.Errorf("ParseCommand(%.40q) = %q, %q; want \"\", %q", c.in, got, err.Error(), c.msg)
@@ -86,15 +84,15 @@ func TestParseCommandLeavesInputAlone(t *testing.T) {
 
 // FuzzParseCommand: never panics; a success is the whole write as valid,
 // one-line UTF-8 of at most 4096 bytes, less one trailing newline; a
-// failure is a *store.Error of KindInvalid.
+// failure is a *Error of KindInvalid.
 func FuzzParseCommand(f *testing.F) {
 	f.Add([]byte("2026\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, err := ParseCommand(in)
 		if err != nil {
-			var e *store.Error
-			if !errors.As(err, &e) || e.Kind != store.KindInvalid {
-				t.Fatalf("ParseCommand(%q) error %T %v, want *store.Error of KindInvalid", in, err, err)
+			var e *Error
+			if !errors.As(err, &e) || e.Kind != KindInvalid {
+				t.Fatalf("ParseCommand(%q) error %T %v, want *Error of KindInvalid", in, err, err)
 			}
 			if got != "" {
 				t.Fatalf("ParseCommand(%q) failed but returned %q", in, got)

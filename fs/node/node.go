@@ -1,0 +1,100 @@
+// Package node is the runtime of one machine: its background work
+// (sampling, job supervision, idle removal, token refresh), process control
+// (attach, terminate, reset, checked against the caller), and the views
+// that join the registry's records with the probe's readings by
+// (node, GPU UUID). The tree (fs) calls it; it calls store and gpu, which
+// know nothing of each other. No FUSE type and no errno lives here.
+package node
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/moreh-io/moreh/gpu"
+	"github.com/moreh-io/moreh/store"
+)
+
+// Config is what the daemon hands the runtime.
+type Config struct {
+	Registry    *store.Registry
+	Probe       gpu.Probe
+	Procs       gpu.ProcFS    // the machine's processes; /proc when empty
+	SampleEvery time.Duration // between probe samples; default 1s
+	ReapEvery   time.Duration // between job checks; default 200ms, well under the promised second
+	IdleTimeout time.Duration // remove devices without a job for this long; 0 is off
+	ResetGrace  time.Duration // between SIGTERM and SIGKILL when a job is reset; default 5s
+	UnitMiB     uint64        // GPU memory per pool unit; default store.UnitMiB
+	Log         *slog.Logger
+}
+
+// Runtime is one machine's share of the pool.
+type Runtime struct {
+	cfg     Config
+	reg     *store.Registry
+	sampler *gpu.Sampler
+	index   map[string]int // this node's GPUs: UUID → probe index
+	running sync.WaitGroup
+}
+
+// New prepares the runtime; Start begins its background work.
+func New(cfg Config) *Runtime {
+	if cfg.Procs.Root == "" {
+		cfg.Procs.Root = "/proc"
+	}
+	if cfg.SampleEvery == 0 {
+		cfg.SampleEvery = time.Second
+	}
+	if cfg.ReapEvery == 0 {
+		cfg.ReapEvery = 200 * time.Millisecond
+	}
+	if cfg.ResetGrace == 0 {
+		cfg.ResetGrace = 5 * time.Second
+	}
+	if cfg.UnitMiB == 0 {
+		cfg.UnitMiB = store.UnitMiB
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Runtime{cfg: cfg, reg: cfg.Registry, sampler: gpu.NewSampler(cfg.Probe, cfg.SampleEvery, cfg.Log), index: map[string]int{}}
+	for _, g := range cfg.Probe.GPUs() {
+		rt.index[g.UUID] = g.Index
+	}
+	return rt
+}
+
+// Registry is the store the runtime works on.
+func (rt *Runtime) Registry() *store.Registry { return rt.reg }
+
+// Node is this machine's name in the pool.
+func (rt *Runtime) Node() string { return rt.reg.Node() }
+
+// RegisterGPUs makes the probe's inventory this node's part of the pool and
+// returns the jobs that ended because a GPU of theirs is gone.
+func (rt *Runtime) RegisterGPUs(ctx context.Context) ([]uint64, error) {
+	return rt.reg.SetPool(ctx, PoolGPUs(rt.cfg.Probe.GPUs(), rt.cfg.UnitMiB))
+}
+
+// PoolGPUs turns an inventory into pool entries: each GPU gives
+// floor(memory / unitMiB) units.
+func PoolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
+	out := make([]store.PoolGPU, len(gpus))
+	for i, g := range gpus {
+		out[i] = store.PoolGPU{UUID: g.UUID, Index: g.Index, Name: g.Name, Units: int(g.MemoryTotalMiB / unitMiB), MemoryMiB: g.MemoryTotalMiB}
+	}
+	return out
+}
+
+// Start runs the sampler and the job supervisor until ctx ends; Wait joins them.
+func (rt *Runtime) Start(ctx context.Context) {
+	rt.running.Go(func() { rt.sampler.Run(ctx) })
+	rt.running.Go(func() { rt.supervise(ctx) })
+}
+
+// Wait returns once everything Start began has stopped.
+func (rt *Runtime) Wait() { rt.running.Wait() }
+
+// SampleNow reads the probe in the caller's goroutine: for start-up and tests.
+func (rt *Runtime) SampleNow(ctx context.Context) { rt.sampler.SampleNow(ctx) }

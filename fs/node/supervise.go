@@ -1,0 +1,108 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/moreh-io/moreh/gpu"
+	"github.com/moreh-io/moreh/store"
+)
+
+// supervise checks jobs every ReapEvery (first at once, which releases the
+// jobs that died while the daemon was down), removes idle devices, and
+// refreshes what the registry keeps of every token, until ctx ends.
+func (rt *Runtime) supervise(ctx context.Context) {
+	t := time.NewTicker(rt.cfg.ReapEvery)
+	defer t.Stop()
+	for {
+		rt.Round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Round is one pass of the supervisor: reap, remove idle devices, refresh
+// tokens, then tell the probe and the sampler which processes run where.
+func (rt *Runtime) Round(ctx context.Context) {
+	log := rt.cfg.Log
+	ended, err := rt.reg.Reap(ctx, procTable{rt.cfg.Procs})
+	if err != nil && ctx.Err() == nil {
+		log.Error("reaping jobs", "err", err)
+	}
+	for _, j := range ended {
+		log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
+	}
+	if rt.cfg.IdleTimeout > 0 {
+		removed, err := rt.reg.RemoveIdle(ctx, time.Now().Add(-rt.cfg.IdleTimeout))
+		if err != nil && ctx.Err() == nil {
+			log.Error("removing idle devices", "err", err)
+		}
+		for _, d := range removed {
+			log.Info("idle device removed", "token", d.Token, "id", d.ID, "idle_timeout", rt.cfg.IdleTimeout)
+		}
+	}
+	if err := rt.reg.RefreshTokens(ctx); err != nil && ctx.Err() == nil {
+		log.Error("counting tokens", "err", err)
+	}
+	if jobs, err := rt.reg.Jobs(ctx); err == nil {
+		rt.assign(jobs)
+	}
+}
+
+// assign tells a probe that cannot see processes by itself (the sim) which
+// of this node's GPUs each job process runs on, and the sampler whose names
+// to read.
+func (rt *Runtime) assign(jobs []store.Job) {
+	var named []gpu.ProcID
+	assigned := map[int][]int{}
+	for _, j := range jobs {
+		if j.Node != rt.Node() && j.Node != "" {
+			continue // its processes are another machine's
+		}
+		var gpus []int
+		for _, uuid := range j.GPUs {
+			if i, ok := rt.index[uuid]; ok {
+				gpus = append(gpus, i)
+			}
+		}
+		for _, p := range j.Procs {
+			assigned[p.PID] = gpus
+			named = append(named, procID(p))
+		}
+	}
+	if a, ok := rt.cfg.Probe.(gpu.Assigner); ok {
+		a.Assign(assigned)
+	}
+	rt.sampler.NameProcesses(named)
+}
+
+// procTable is the machine's processes as the registry's reaper asks for them.
+type procTable struct{ procs gpu.ProcFS }
+
+var _ store.ProcessTable = procTable{}
+
+func (p procTable) Alive(proc store.Proc) bool { return p.procs.Alive(procID(proc)) }
+
+func (p procTable) Descendants(procs []store.Proc) []store.Proc {
+	var out []store.Proc
+	for _, c := range p.procs.Descendants(procIDs(procs)) {
+		if child := (store.Proc{PID: c.PID, Start: c.Start}); !slices.Contains(out, child) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+func procID(p store.Proc) gpu.ProcID { return gpu.ProcID{PID: p.PID, Start: p.Start} }
+
+func procIDs(procs []store.Proc) []gpu.ProcID {
+	ids := make([]gpu.ProcID, len(procs))
+	for i, p := range procs {
+		ids[i] = procID(p)
+	}
+	return ids
+}
