@@ -145,7 +145,7 @@ func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Pro
 			}
 			return putJSON(tx, bucketJobs, u64(job.ID), job)
 		}
-		gpus, err := chooseGPUs(tx, d)
+		gpus, err := chooseGPUs(tx, d, r.opts.Node)
 		if err != nil {
 			return err
 		}
@@ -192,10 +192,10 @@ func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64) error {
 	return err
 }
 
-// chooseGPUs picks free GPUs worth the units of the device's model from as
-// few nodes as possible: the one node with the fewest free units that
-// suffice, else the nodes with the most free units first.
-func chooseGPUs(tx Tx, d Device) ([]string, error) {
+// chooseGPUs picks free GPUs worth the units of the device's model: from
+// local (the node where the job attaches) when they fit there, else from
+// as few nodes as possible, local first, then those with the most free units.
+func chooseGPUs(tx Tx, d Device, local string) ([]string, error) {
 	m := d.ModelInfo()
 	pool, err := loadPool(tx)
 	if err != nil {
@@ -222,12 +222,21 @@ func chooseGPUs(tx Tx, d Device) ([]string, error) {
 	case countFree(pool) < m.Units:
 		return nil, errorf(KindAgain, "Not enough resources are currently available: device %d (%s) needs %d GPU units, %d are free.", d.ID, m.Name, m.Units, countFree(pool))
 	}
-	sort.SliceStable(nodes, func(i, j int) bool { return freeUnits[nodes[i]] > freeUnits[nodes[j]] })
-	for i := len(nodes) - 1; i >= 0; i-- { // the smallest node that suffices alone
-		if freeUnits[nodes[i]] >= m.Units {
-			nodes = []string{nodes[i]}
-			break
+	sort.SliceStable(nodes, func(i, j int) bool {
+		if (nodes[i] == local) != (nodes[j] == local) {
+			return nodes[i] == local
 		}
+		return freeUnits[nodes[i]] > freeUnits[nodes[j]]
+	})
+	best := "" // one node that suffices alone: local, else the fullest that does
+	for _, node := range nodes {
+		fits := freeUnits[node] >= m.Units
+		if fits && (best == "" || node == local || best != local && freeUnits[node] < freeUnits[best]) {
+			best = node
+		}
+	}
+	if best != "" {
+		nodes = []string{best}
 	}
 	var picked []string
 	units := 0

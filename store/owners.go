@@ -62,7 +62,7 @@ func (r *Registry) TokenOwner(ctx context.Context, token string) (Owner, error) 
 	if err != nil {
 		return Owner{}, ioError(err)
 	}
-	return ownerOf(t, r.TokensEnabled()), nil
+	return ownerOf(t, r.tokensEnabled()), nil
 }
 
 // OnOwnerChange sets fn to be called with the tokens whose Owner changed
@@ -133,7 +133,7 @@ func (r *Registry) RefreshTokens(ctx context.Context) error {
 		return ioError(err)
 	}
 	r.secretTokens.Store(secrets)
-	enabled := r.TokensEnabled()
+	enabled := r.tokensEnabled()
 	seen := make(map[string]Owner, len(all))
 	for _, t := range all {
 		seen[t.Name] = ownerOf(t, enabled)
@@ -147,7 +147,7 @@ func (r *Registry) RefreshTokens(ctx context.Context) error {
 func (r *Registry) refreshOwners(ctx context.Context, names ...string) {
 	seen := map[string]Owner{}
 	var gone []string
-	enabled := r.TokensEnabled()
+	enabled := r.tokensEnabled()
 	err := r.eng.View(ctx, func(tx Tx) error {
 		for _, name := range names {
 			if name == "" {

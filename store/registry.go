@@ -105,8 +105,8 @@ func (r *Registry) ServerVersion(ctx context.Context) (string, error) {
 // DefaultMaxDevices is the device limit a new token starts with.
 func (r *Registry) DefaultMaxDevices() int { return r.opts.MaxDevices }
 
-// DefaultToken is the token of callers with no binding of their own.
-func (r *Registry) DefaultToken() string { return r.opts.DefaultToken }
+// defaultToken is the token of callers with no binding of their own.
+func (r *Registry) defaultToken() string { return r.opts.DefaultToken }
 
 // nextTokenNumber hands out token numbers 1, 2, … inside tx.
 func nextTokenNumber(tx Tx) (uint64, error) {
@@ -121,8 +121,8 @@ type TokenView struct {
 	Jobs    map[uint64]Job // running jobs by device id
 }
 
-// CurrentDevice returns the token's current device, if it has one.
-func (v TokenView) CurrentDevice() (Device, bool) {
+// currentDevice returns the token's current device, if it has one.
+func (v TokenView) currentDevice() (Device, bool) {
 	for _, d := range v.Devices {
 		if d.ID == v.Token.Current {
 			return d, true

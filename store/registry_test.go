@@ -20,15 +20,15 @@ const tok = "default"
 func TestOpenDefaults(t *testing.T) {
 	ctx := t.Context()
 	reg, _ := openTestRegistry(t, Options{})
-	if reg.DefaultToken() != "default" {
-		t.Fatalf("DefaultToken() = %q, want default", reg.DefaultToken())
+	if reg.defaultToken() != "default" {
+		t.Fatalf("DefaultToken() = %q, want default", reg.defaultToken())
 	}
 	v := mustView(t, reg, "default")
 	want := Token{Name: "default", Number: 1, MaxDevices: 5}
 	if !reflect.DeepEqual(v.Token, want) || len(v.Devices) != 0 {
 		t.Fatalf("fresh view = %+v, want token %+v and no devices", v, want)
 	}
-	if _, ok := v.CurrentDevice(); ok {
+	if _, ok := v.currentDevice(); ok {
 		t.Fatalf("fresh token has a current device")
 	}
 	toks, err := reg.Tokens(ctx)
@@ -114,9 +114,9 @@ func TestCreateMakesCurrent(t *testing.T) {
 		d := mustCreate(t, reg, tok, model, id)
 		wantCurrent(t, reg, tok, id)
 		v := mustView(t, reg, tok)
-		cur, ok := v.CurrentDevice()
+		cur, ok := v.currentDevice()
 		if !ok || cur.ID != id {
-			t.Fatalf("CurrentDevice() = %+v %v, want %d", cur, ok, id)
+			t.Fatalf("currentDevice() = %+v %v, want %d", cur, ok, id)
 		}
 		if !reflect.DeepEqual(cur, d) {
 			t.Fatalf("stored device %+v != returned %+v", cur, d)
@@ -234,8 +234,8 @@ func TestRemoveCurrentFallsBackToMostRecentlyUsed(t *testing.T) {
 	mustRemove(t, reg, tok, b)
 	wantCurrent(t, reg, tok, 0)
 	wantIDs(t, reg, tok)
-	if _, ok := mustView(t, reg, tok).CurrentDevice(); ok {
-		t.Fatalf("CurrentDevice() found one on an empty token")
+	if _, ok := mustView(t, reg, tok).currentDevice(); ok {
+		t.Fatalf("currentDevice() found one on an empty token")
 	}
 	checkInvariants(t, reg)
 }
@@ -380,8 +380,8 @@ func TestOtherTokensDevicesAreNotFound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if other.DefaultToken() != "other" {
-		t.Fatalf("DefaultToken() = %q", other.DefaultToken())
+	if other.defaultToken() != "other" {
+		t.Fatalf("DefaultToken() = %q", other.defaultToken())
 	}
 	mustCreate(t, reg, tok, "Small.64GB", 2026)
 	mustCreate(t, other, "other", "Large.256GB", 2027)
@@ -548,7 +548,7 @@ func TestConcurrentCreates(t *testing.T) {
 	wantIDs(t, reg, tok, 2026, 2027, 2028, 2029, 2030)
 	// The last create to commit is current.
 	v := mustView(t, reg, tok)
-	if cur, ok := v.CurrentDevice(); !ok || cur.LastUsed != v.Token.UseCount || v.Token.UseCount != 5 {
+	if cur, ok := v.currentDevice(); !ok || cur.LastUsed != v.Token.UseCount || v.Token.UseCount != 5 {
 		t.Fatalf("current %+v, token %+v", cur, v.Token)
 	}
 	checkInvariants(t, reg)

@@ -9,9 +9,9 @@ import (
 // MaxTokenNameLen bounds token names, which become directory names.
 const MaxTokenNameLen = 32
 
-// ValidTokenName accepts 1–32 of [a-z0-9._-], starting with a letter or
+// validTokenName accepts 1–32 of [a-z0-9._-], starting with a letter or
 // digit, so a name can never escape its directory.
-func ValidTokenName(name string) error {
+func validTokenName(name string) error {
 	ok := len(name) >= 1 && len(name) <= MaxTokenNameLen
 	for i := 0; ok && i < len(name); i++ {
 		c := name[i]
@@ -26,7 +26,7 @@ func ValidTokenName(name string) error {
 
 // CreateToken adds a token with a device limit and returns its secret.
 func (r *Registry) CreateToken(ctx context.Context, name string, maxDevices int) (Token, string, error) {
-	if err := ValidTokenName(name); err != nil {
+	if err := validTokenName(name); err != nil {
 		return Token{}, "", err
 	}
 	if err := validLimit(maxDevices); err != nil {
@@ -211,9 +211,9 @@ func (r *Registry) CallerToken(ctx context.Context, uid int) (string, error) {
 	return "", errorf(KindUnbound, "You are bound to no token: write yours to /moreh/token (the moreh-smi shims do so from MOREH_SDA_TOKEN, ~/.moreh/token or /etc/moreh/token).")
 }
 
-// TokensEnabled reports whether callers are bound per uid (tokens with
+// tokensEnabled reports whether callers are bound per uid (tokens with
 // secrets exist and no shared secret is set).
-func (r *Registry) TokensEnabled() bool {
+func (r *Registry) tokensEnabled() bool {
 	return r.opts.SharedSecret == "" && r.secretTokens.Load() > 0
 }
 

@@ -172,3 +172,64 @@ func TestClusterEtcdMembers(t *testing.T) {
 		t.Errorf("devices after the outage = %q (ids %s)", got, fmt.Sprint(strconv.Itoa(2026), "…"))
 	}
 }
+
+// TestClusterEachNodeReadsItsOwnGPUs: a job holding memory on node B; node
+// A's pool and metrics show A's own readings for A's GPUs and B's GPUs with
+// B named and none of A's figures; node B shows the job's memory on its
+// GPU. Before the join by (node, UUID), A showed its GPU 0 figures for B's.
+// Jobs attached on A and B each get their own node's GPUs.
+func TestClusterEachNodeReadsItsOwnGPUs(t *testing.T) {
+	c := startCluster(t)
+	a, b := c.nodes[0], c.nodes[1]
+	for _, n := range []*morehdtest.Daemon{a, b} {
+		if err := os.Mkdir(n.Path("devices", "Small.64GB"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hog := exec.Command("python3", "-c", "import sys; x = bytearray(300 << 20); x[::4096] = b'x' * len(x[::4096]); sys.stdin.read()")
+	in, err := hog.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); hog.Process.Kill(); hog.Wait() })
+	idle, _ := startJobProc(t)
+	attach(t, b, "2027", hog.Process.Pid)
+	attach(t, a, "2026", idle.Process.Pid)
+
+	// pool: index units device used total util node name...
+	line := func(pool, node, index string) []string {
+		for _, l := range strings.Split(pool, "\n") {
+			if f := strings.Fields(l); len(f) > 6 && f[0] == index && f[6] == node {
+				return f
+			}
+		}
+		t.Fatalf("no GPU %s of %s in the pool:\n%s", index, node, pool)
+		return nil
+	}
+	morehdtest.Eventually(t, 10*time.Second, "node b reads the job's memory on its GPU 0", func() bool {
+		used, _ := strconv.Atoi(line(read(t, b.Path("pool")), "node-b", "0")[3])
+		return used >= 300
+	})
+	poolA := read(t, a.Path("pool"))
+	if f := line(poolA, "node-b", "0"); f[2] != "2027" || f[3] != "-" || f[5] != "-" {
+		t.Errorf("node a shows node b's GPU 0 as %v, want bound to 2027 with no figures of its own", f)
+	}
+	if f := line(poolA, "node-a", "0"); f[2] != "2026" || f[3] == "-" {
+		t.Errorf("node a shows its own GPU 0 as %v, want bound to 2026 with its reading", f)
+	}
+	if used, _ := strconv.Atoi(line(poolA, "node-a", "0")[3]); used >= 300 {
+		t.Errorf("node a's GPU 0 shows %d MiB: node b's job's memory", used)
+	}
+	metrics := read(t, a.Path("metrics"))
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, "DCGM_FI_DEV_FB_USED{") && strings.Contains(l, `Hostname="node-b"`) {
+			t.Errorf("node a exports a reading of node b's GPU: %s", l)
+		}
+	}
+	if !strings.Contains(metrics, `Hostname="node-a"`) {
+		t.Errorf("node a's metrics lack its own GPUs:\n%s", metrics)
+	}
+}

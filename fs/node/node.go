@@ -74,12 +74,12 @@ func (rt *Runtime) Node() string { return rt.reg.Node() }
 // RegisterGPUs makes the probe's inventory this node's part of the pool and
 // returns the jobs that ended because a GPU of theirs is gone.
 func (rt *Runtime) RegisterGPUs(ctx context.Context) ([]uint64, error) {
-	return rt.reg.SetPool(ctx, PoolGPUs(rt.cfg.Probe.GPUs(), rt.cfg.UnitMiB))
+	return rt.reg.SetPool(ctx, poolGPUs(rt.cfg.Probe.GPUs(), rt.cfg.UnitMiB))
 }
 
-// PoolGPUs turns an inventory into pool entries: each GPU gives
+// poolGPUs turns an inventory into pool entries: each GPU gives
 // floor(memory / unitMiB) units.
-func PoolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
+func poolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
 	out := make([]store.PoolGPU, len(gpus))
 	for i, g := range gpus {
 		out[i] = store.PoolGPU{UUID: g.UUID, Index: g.Index, Name: g.Name, Units: int(g.MemoryTotalMiB / unitMiB), MemoryMiB: g.MemoryTotalMiB}
