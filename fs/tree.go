@@ -125,6 +125,9 @@ func callerUID(ctx context.Context) int {
 // caller's when empty) and, for store failures, in the log; it returns the
 // errno.
 func (t *tree) fail(ctx context.Context, token, op, path string, err error) syscall.Errno {
+	if store.KindOf(err) == store.KindInterrupted {
+		return syscall.EINTR // the caller is gone: nobody reads the sentence
+	}
 	if token == "" {
 		token, _ = t.callerToken(ctx)
 	}
@@ -209,6 +212,7 @@ var kindErrno = map[store.Kind]syscall.Errno{
 	store.KindUnbound:      syscall.ENOKEY,
 	store.KindNotPermitted: syscall.EPERM,
 	store.KindDenied:       syscall.EACCES,
+	store.KindInterrupted:  syscall.EINTR,
 }
 
 // errnoOf maps a failure to its errno; anything unknown is a store failure.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -22,6 +23,7 @@ const (
 	KindUnbound                  // the caller is bound to no token
 	KindNotPermitted             // an operation the tree never allows, or another user's process
 	KindDenied                   // a file opened against its mode
+	KindInterrupted              // the caller gave up: its request was interrupted
 )
 
 var (
@@ -63,6 +65,9 @@ func ioError(err error) error {
 	var e *Error
 	if err == nil || errors.As(err, &e) {
 		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{Kind: KindInterrupted, Msg: "The request was interrupted."}
 	}
 	return &Error{Kind: KindIO, Msg: "The state store failed: " + err.Error()}
 }

@@ -65,9 +65,9 @@ func TestJobsAcrossRestart(t *testing.T) {
 	if pool := read(t, d.Path("pool")); !strings.Contains(pool, " 2026 ") || strings.Contains(pool, " 2027 ") {
 		t.Errorf("pool after restart:\n%s", pool)
 	}
-	if !strings.Contains(d.Log(), `msg="job ended; GPUs released" job=2`) {
-		t.Errorf("the release at start is not logged:\n%s", d.Log())
-	}
+	morehdtest.Eventually(t, 2*time.Second, "the release at start is logged", func() bool {
+		return strings.Contains(d.Log(), `msg="job ended; GPUs released" job=2`)
+	})
 	live.Process.Kill()
 	live.Wait()
 	morehdtest.Eventually(t, time.Second, "the live job's GPU is released within a second of its end", func() bool {

@@ -218,7 +218,7 @@ func TestSoak(t *testing.T) {
 	}
 	for _, bad := range []string{"level=ERROR", "panic", "DATA RACE"} {
 		if strings.Contains(d.Log(), bad) {
-			t.Errorf("the daemon's log shows %q:\n%s", bad, tail(d.Log(), 40))
+			t.Errorf("the daemon's log shows %q:\n%s", bad, linesWith(d.Log(), bad, 10))
 		}
 	}
 
@@ -277,4 +277,15 @@ func tail(s string, lines int) string {
 		l = l[len(l)-lines:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// linesWith is the first n lines of s that hold want.
+func linesWith(s, want string, n int) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, want) && len(out) < n {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
