@@ -1,0 +1,117 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+)
+
+// Device is one device node by number, as mknod(2) and a BPF device program see it.
+type Device struct {
+	Type  byte // 'c' (character) or 'b' (block)
+	Major uint32
+	Minor uint32
+}
+
+func (d Device) String() string { return fmt.Sprintf("%c %d:%d", d.Type, d.Major, d.Minor) }
+
+// The kernel's struct bpf_cgroup_dev_ctx and its constants (uapi/linux/bpf.h).
+const (
+	ctxAccessType = 0 // u32: device type in the low 16 bits, access (mknod|read|write) in the high 16
+	ctxMajor      = 4
+	ctxMinor      = 8
+
+	devcgBlock = 1 // BPF_DEVCG_DEV_BLOCK
+	devcgChar  = 2 // BPF_DEVCG_DEV_CHAR
+)
+
+// SetDevices makes the job's processes unable to open or mknod the listed
+// nodes, for any access, and leaves every other device as it was. A second
+// call replaces the program in one step: no moment allows both or neither list.
+func (g *Group) SetDevices(deny []Device) error {
+	prog, err := denyProgram(deny)
+	if err != nil {
+		return fmt.Errorf("set the devices of job %d: %w", g.id, err)
+	}
+	defer prog.Close() // the link holds its own reference
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.devices != nil {
+		if err := g.devices.Update(prog); err != nil {
+			return fmt.Errorf("replace the device program of job %d: %w", g.id, err)
+		}
+		return nil
+	}
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: g.path, Attach: ebpf.AttachCGroupDevice, Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach the device program to job %d: %w", g.id, err)
+	}
+	g.devices = l
+	return nil
+}
+
+// denyProgram loads a BPF_PROG_TYPE_CGROUP_DEVICE program that answers 0
+// (EPERM) for the listed nodes and 1 for everything else.
+func denyProgram(deny []Device) (*ebpf.Program, error) {
+	insns, err := denyInstructions(deny)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.CGroupDevice,
+		Instructions: insns,
+		License:      "Apache-2.0",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load the BPF device program: %w", err)
+	}
+	return prog, nil
+}
+
+// denyInstructions compares the node's type, major and minor with each entry
+// in turn; a match returns deny, falling off the list returns allow.
+func denyInstructions(deny []Device) (asm.Instructions, error) {
+	insns := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, ctxAccessType, asm.Word),
+		asm.And.Imm(asm.R2, 0xffff), // the device type; any access to a denied node is denied
+		asm.LoadMem(asm.R3, asm.R1, ctxMajor, asm.Word),
+		asm.LoadMem(asm.R4, asm.R1, ctxMinor, asm.Word),
+	}
+	for i, d := range deny {
+		var typ int32
+		switch d.Type {
+		case 'c':
+			typ = devcgChar
+		case 'b':
+			typ = devcgBlock
+		default:
+			return nil, fmt.Errorf("device %d: type %q is neither 'c' nor 'b'", i, d.Type)
+		}
+		if d.Major >= 1<<12 || d.Minor >= 1<<20 {
+			return nil, fmt.Errorf("device %v: the kernel's numbers are 12-bit major, 20-bit minor", d)
+		}
+		next := "next" + strconv.Itoa(i+1)
+		if i == len(deny)-1 {
+			next = "allow"
+		}
+		insns = append(insns,
+			asm.JNE.Imm(asm.R2, typ, next).WithSymbol("next"+strconv.Itoa(i)),
+			asm.JNE.Imm(asm.R3, int32(d.Major), next),
+			asm.JNE.Imm(asm.R4, int32(d.Minor), next),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		)
+	}
+	return append(insns,
+		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
+		asm.Return(),
+	), nil
+}
+
+// errNoBPF wraps why the device program cannot be loaded here.
+var errNoBPF = errors.New("BPF device programs cannot be loaded")
