@@ -146,7 +146,7 @@ func TestFigures(t *testing.T) {
 	if err != nil || before != 0 {
 		t.Fatalf("CPUUsec of a new job = %d, %v; want 0", before, err)
 	}
-	cmd := exec.Command("bash", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; head -c 16777216 /dev/zero | tail -c 1 >/dev/null")
+	cmd := exec.Command("bash", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; head -c 16777216 /dev/zero | tail -c 1 >/dev/null")
 	startIn(t, g, cmd)
 	if err := w.Watch(g); err != nil {
 		t.Fatal(err)

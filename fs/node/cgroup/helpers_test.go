@@ -195,3 +195,12 @@ func cgroupOf(t *testing.T, pid int) string {
 	t.Fatalf("pid %d: no unified line in %q", pid, b)
 	return ""
 }
+
+func mustExecutable(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}

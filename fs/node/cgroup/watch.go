@@ -33,9 +33,8 @@ type Watcher struct {
 var errWatcherClosed = errors.New("the cgroup watcher is closed")
 
 type watch struct {
-	group    *Group
-	wd       int32
-	reported bool // "empty" was queued since the job was last seen populated
+	group *Group
+	wd    int32
 }
 
 // NewWatcher starts a watcher; Close stops it.
@@ -60,19 +59,23 @@ func NewWatcher() (*Watcher, error) {
 	return w, nil
 }
 
-// Empty delivers the id of each watched job whose last process exited, once per
-// time it empties.
+// Empty delivers the id of a watched job each time an event finds its cgroup
+// empty. Events the kernel merges (a job refilled and emptied again before the
+// watcher reads) still give one report; a report may repeat, so the reader
+// acts on the job's state, not on the count.
 func (w *Watcher) Empty() <-chan uint64 { return w.empty }
 
 // Watch reports g on Empty when it empties. A job already empty when Watch
-// looks (its processes exited before the watch) is reported at once.
+// looks (its processes exited before the watch) is reported at once; watching
+// a watched job looks again.
 func (w *Watcher) Watch(g *Group) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return errWatcherClosed
 	}
-	if _, ok := w.byJob[g.id]; ok {
+	if wt, ok := w.byJob[g.id]; ok {
+		w.check(wt)
 		return nil
 	}
 	wd, err := unix.InotifyAddWatch(w.fd, g.file("cgroup.events"), unix.IN_MODIFY)
@@ -124,13 +127,8 @@ func (w *Watcher) check(wt *watch) {
 		populated = false // removed: nothing lives in a cgroup that is gone
 	}
 	if populated {
-		wt.reported = false
 		return
 	}
-	if wt.reported {
-		return
-	}
-	wt.reported = true
 	if _, ok := w.queued[wt.group.id]; !ok {
 		w.queued[wt.group.id] = struct{}{}
 		w.pending = append(w.pending, wt.group.id)

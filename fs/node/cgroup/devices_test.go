@@ -1,0 +1,113 @@
+package cgroup
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Opening a node the program allows reaches the (absent) driver: ENXIO for
+// NVIDIA's 195:N on a machine without it, success for 1:3 (null). A denied
+// node answers EPERM from the cgroup, before any driver is asked.
+func TestSetDevicesDeniesExactlyTheListedNodes(t *testing.T) {
+	m := testManager(t)
+	if err := Supported(); err != nil {
+		t.Skipf("device programs unsupported: %v", err)
+	}
+	dir := t.TempDir()
+	nodes := map[string]Device{
+		"nvidia0": {'c', 195, 0},
+		"nvidia1": {'c', 195, 1},
+		"null":    {'c', 1, 3},
+	}
+	for name, d := range nodes {
+		if err := unix.Mknod(filepath.Join(dir, name), unix.S_IFCHR|0o666, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
+			t.Fatalf("mknod %s: %v", name, err)
+		}
+	}
+	g := create(t, m, 1)
+	if got := openAll(t, g, dir); got != "nvidia0 ENXIO\nnvidia1 ENXIO\nnull ok\n" {
+		t.Fatalf("with no program:\n%s", got)
+	}
+	if err := g.SetDevices([]Device{nodes["nvidia1"]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := openAll(t, g, dir); got != "nvidia0 ENXIO\nnvidia1 EPERM\nnull ok\n" {
+		t.Errorf("denying nvidia1:\n%s", got)
+	}
+	if err := g.SetDevices([]Device{nodes["nvidia0"]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := openAll(t, g, dir); got != "nvidia0 EPERM\nnvidia1 ENXIO\nnull ok\n" {
+		t.Errorf("denying nvidia0 instead:\n%s", got)
+	}
+	if err := g.SetDevices([]Device{nodes["nvidia0"], nodes["nvidia1"], {'b', 195, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := openAll(t, g, dir); got != "nvidia0 EPERM\nnvidia1 EPERM\nnull ok\n" {
+		t.Errorf("denying both (a waiting job):\n%s", got)
+	}
+	// mknod is an access too: a job cannot make itself a denied node elsewhere.
+	got := runHelperIn(t, g, "mknod", filepath.Join(dir, "again0")+":195:0", filepath.Join(dir, "other")+":195:7")
+	if want := fmt.Sprintf("%s EPERM\n%s ok\n", filepath.Join(dir, "again0"), filepath.Join(dir, "other")); got != want {
+		t.Errorf("mknod in the job:\n%s\nwant:\n%s", got, want)
+	}
+	if err := g.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if g.devices != nil {
+		t.Error("Remove kept the device link")
+	}
+}
+
+// A block node with the numbers of a denied char node is another device.
+func TestSetDevicesTellsBlockFromChar(t *testing.T) {
+	m := testManager(t)
+	if err := Supported(); err != nil {
+		t.Skipf("device programs unsupported: %v", err)
+	}
+	dir := t.TempDir()
+	if err := unix.Mknod(filepath.Join(dir, "blk"), unix.S_IFBLK|0o666, int(unix.Mkdev(195, 0))); err != nil {
+		t.Fatal(err)
+	}
+	g := create(t, m, 1)
+	if err := g.SetDevices([]Device{{'c', 195, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := runHelperIn(t, g, "open", filepath.Join(dir, "blk")), filepath.Join(dir, "blk")+" ENXIO\n"; got != want {
+		t.Errorf("block 195:0 with char 195:0 denied: %q, want %q", got, want)
+	}
+}
+
+func TestSetDevicesRejectsBadNodes(t *testing.T) {
+	for _, d := range []Device{{'x', 1, 3}, {'c', 1 << 12, 0}, {'c', 0, 1 << 20}} {
+		if _, err := denyInstructions([]Device{d}); err == nil {
+			t.Errorf("denyInstructions(%v) = nil error", d)
+		}
+	}
+}
+
+func openAll(t *testing.T, g *Group, dir string) string {
+	t.Helper()
+	out := runHelperIn(t, g, "open", filepath.Join(dir, "nvidia0"), filepath.Join(dir, "nvidia1"), filepath.Join(dir, "null"))
+	return strings.ReplaceAll(out, dir+"/", "")
+}
+
+// runHelperIn runs this test binary as a helper inside g and returns its report.
+func runHelperIn(t *testing.T, g *Group, op string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Path = mustExecutable(t)
+	cmd.Env = append(cmd.Environ(), helperEnv+"="+op)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	startIn(t, g, cmd)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper %s: %v: %s", op, err, out.String())
+	}
+	return out.String()
+}
