@@ -3,11 +3,13 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Device is one device node by number, as mknod(2) and a BPF device program see it.
@@ -29,30 +31,95 @@ const (
 	devcgChar  = 2 // BPF_DEVCG_DEV_CHAR
 )
 
+// programName marks the device programs this package attaches, so that a
+// restarted daemon finds and replaces its own and no one else's.
+const programName = "moreh_devices"
+
 // SetDevices makes the job's processes unable to open or mknod the listed
 // nodes, for any access, and leaves every other device as it was. A second
-// call replaces the program in one step: no moment allows both or neither list.
+// call, from this handle or from a restarted daemon's, replaces the program in
+// one step: no moment allows both lists or neither.
+//
+// The program is attached to the cgroup itself (BPF_PROG_ATTACH, not a
+// bpf_link held by a file descriptor), so it outlives the daemon: a job that
+// runs on while the daemon is down or restarting stays confined. It goes
+// with the cgroup when Remove deletes it.
 func (g *Group) SetDevices(deny []Device) error {
 	prog, err := denyProgram(deny)
 	if err != nil {
 		return fmt.Errorf("set the devices of job %d: %w", g.id, err)
 	}
-	defer prog.Close() // the link holds its own reference
+	defer prog.Close() // attached, the kernel holds its own reference
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.devices != nil {
-		if err := g.devices.Update(prog); err != nil {
-			return fmt.Errorf("replace the device program of job %d: %w", g.id, err)
-		}
-		return nil
-	}
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: g.path, Attach: ebpf.AttachCGroupDevice, Program: prog})
+	cg, err := os.Open(g.path)
 	if err != nil {
+		return fmt.Errorf("set the devices of job %d: %w", g.id, err)
+	}
+	defer cg.Close()
+	old, err := ownProgram(int(cg.Fd()))
+	if err != nil {
+		return fmt.Errorf("set the devices of job %d: %w", g.id, err)
+	}
+	opts := link.RawAttachProgramOptions{
+		Target:  int(cg.Fd()),
+		Program: prog,
+		Attach:  ebpf.AttachCGroupDevice,
+		Flags:   unix.BPF_F_ALLOW_MULTI, // several programs per cgroup; a parent's still applies
+	}
+	if old != nil {
+		defer old.Close()
+		opts.Anchor = link.ReplaceProgram(old)
+	}
+	if err := link.RawAttachProgram(opts); err != nil {
 		return fmt.Errorf("attach the device program to job %d: %w", g.id, err)
 	}
-	g.devices = l
 	return nil
+}
+
+// HasDevices says whether the job's cgroup has this package's device program
+// (a restarted daemon finds its jobs still confined).
+func (g *Group) HasDevices() (bool, error) {
+	cg, err := os.Open(g.path)
+	if err != nil {
+		return false, fmt.Errorf("read the device program of job %d: %w", g.id, err)
+	}
+	defer cg.Close()
+	prog, err := ownProgram(int(cg.Fd()))
+	if err != nil {
+		return false, fmt.Errorf("read the device program of job %d: %w", g.id, err)
+	}
+	if prog == nil {
+		return false, nil
+	}
+	return true, prog.Close()
+}
+
+// ownProgram is the device program of this package attached to the cgroup
+// open at fd, or nil. Link-attached programs are someone else's.
+func ownProgram(fd int) (*ebpf.Program, error) {
+	res, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
+	if err != nil {
+		return nil, fmt.Errorf("query the device programs: %w", err)
+	}
+	for _, ap := range res.Programs {
+		if _, viaLink := ap.LinkID(); viaLink {
+			continue
+		}
+		prog, err := ebpf.NewProgramFromID(ap.ID)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // detached meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open device program %d: %w", ap.ID, err)
+		}
+		if info, err := prog.Info(); err == nil && info.Name == programName {
+			return prog, nil
+		}
+		prog.Close()
+	}
+	return nil, nil
 }
 
 // denyProgram loads a BPF_PROG_TYPE_CGROUP_DEVICE program that answers 0
@@ -63,6 +130,7 @@ func denyProgram(deny []Device) (*ebpf.Program, error) {
 		return nil, err
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         programName,
 		Type:         ebpf.CGroupDevice,
 		Instructions: insns,
 		License:      "Apache-2.0",

@@ -2,11 +2,14 @@ package cgroup
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,17 +21,8 @@ func TestSetDevicesDeniesExactlyTheListedNodes(t *testing.T) {
 	if err := Supported(); err != nil {
 		t.Skipf("device programs unsupported: %v", err)
 	}
-	dir := t.TempDir()
-	nodes := map[string]Device{
-		"nvidia0": {'c', 195, 0},
-		"nvidia1": {'c', 195, 1},
-		"null":    {'c', 1, 3},
-	}
-	for name, d := range nodes {
-		if err := unix.Mknod(filepath.Join(dir, name), unix.S_IFCHR|0o666, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
-			t.Fatalf("mknod %s: %v", name, err)
-		}
-	}
+	dir := mknodGPUs(t)
+	nodes := map[string]Device{"nvidia0": {'c', 195, 0}, "nvidia1": {'c', 195, 1}}
 	g := create(t, m, 1)
 	if got := openAll(t, g, dir); got != "nvidia0 ENXIO\nnvidia1 ENXIO\nnull ok\n" {
 		t.Fatalf("with no program:\n%s", got)
@@ -59,9 +53,71 @@ func TestSetDevicesDeniesExactlyTheListedNodes(t *testing.T) {
 	if err := g.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if g.devices != nil {
-		t.Error("Remove kept the device link")
+}
+
+// The program belongs to the cgroup, not to the daemon's handle: a restarted
+// daemon (a new Manager and Group) finds the job still confined, and its
+// SetDevices replaces the old program rather than adding to it.
+func TestDevicesOutliveTheHandle(t *testing.T) {
+	m := testManager(t)
+	if err := Supported(); err != nil {
+		t.Skipf("device programs unsupported: %v", err)
 	}
+	dir := mknodGPUs(t)
+	g := create(t, m, 1)
+	if has, err := g.HasDevices(); has || err != nil {
+		t.Fatalf("HasDevices of a new job = %v, %v", has, err)
+	}
+	if err := g.SetDevices([]Device{{'c', 195, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := New(m.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := restarted.Open(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has, err := again.HasDevices(); !has || err != nil {
+		t.Fatalf("HasDevices after a restart = %v, %v", has, err)
+	}
+	if got := openAll(t, again, dir); got != "nvidia0 ENXIO\nnvidia1 EPERM\nnull ok\n" {
+		t.Errorf("after a restart, before SetDevices:\n%s", got)
+	}
+	if err := again.SetDevices([]Device{{'c', 195, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := openAll(t, again, dir); got != "nvidia0 EPERM\nnvidia1 ENXIO\nnull ok\n" {
+		t.Errorf("after a restart's SetDevices (replaced, not stacked):\n%s", got)
+	}
+	if n := countPrograms(t, again); n != 1 {
+		t.Errorf("%d device programs on the job, want 1", n)
+	}
+}
+
+func countPrograms(t *testing.T, g *Group) int {
+	cg, err := os.Open(g.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: ebpf.AttachCGroupDevice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(res.Programs)
+}
+
+// mknodGPUs makes nvidia0 (195:0), nvidia1 (195:1) and null (1:3) in a temporary directory.
+func mknodGPUs(t *testing.T) string {
+	dir := t.TempDir()
+	for name, d := range map[string]Device{"nvidia0": {'c', 195, 0}, "nvidia1": {'c', 195, 1}, "null": {'c', 1, 3}} {
+		if err := unix.Mknod(filepath.Join(dir, name), unix.S_IFCHR|0o666, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
+			t.Fatalf("mknod %s: %v", name, err)
+		}
+	}
+	return dir
 }
 
 // A block node with the numbers of a denied char node is another device.

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/cilium/ebpf/link"
 )
 
 // Group is the cgroup of one job.
@@ -18,8 +16,7 @@ type Group struct {
 	id   uint64
 	path string
 
-	mu      sync.Mutex
-	devices link.Link // the attached device program; nil until SetDevices
+	mu sync.Mutex // one SetDevices at a time from this handle
 }
 
 // ID is the job's id.
@@ -92,17 +89,11 @@ func (g *Group) CPUUsec() (uint64, error) {
 	return v, nil
 }
 
-// Remove deletes the job's cgroup and detaches its device program; it fails
+// Remove deletes the job's cgroup, and its device program with it; it fails
 // with EBUSY while a process lives in it.
 func (g *Group) Remove() error {
 	if err := os.Remove(g.path); err != nil {
 		return fmt.Errorf("remove the cgroup of job %d: %w", g.id, err)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.devices != nil {
-		g.devices.Close() // the cgroup is gone, and the link with it: closing only frees the fd
-		g.devices = nil
 	}
 	return nil
 }

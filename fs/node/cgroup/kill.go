@@ -25,6 +25,8 @@ func (g *Group) Signal(sig syscall.Signal) error {
 
 // Kill sends SIGKILL to every process of the job, including those forked while
 // it runs. The processes exit asynchronously: the Watcher says when the job is empty.
+// A killed job's cgroup is for removing, not reusing: on some kernels (6.18
+// here) a process later cloned into it (CLONE_INTO_CGROUP) is killed at birth.
 func (g *Group) Kill() error {
 	err := os.WriteFile(g.file("cgroup.kill"), []byte("1"), 0)
 	if err == nil {
