@@ -179,3 +179,27 @@ func relToRoot(t *testing.T, path string) string {
 	}
 	return strings.TrimPrefix(strings.TrimPrefix(path, root), "/")
 }
+
+// Signal reaches every process of the job, the background ones bash left too.
+func TestSignalReachesEveryProcess(t *testing.T) {
+	m := testManager(t)
+	w := newWatcher(t)
+	g := create(t, m, 1)
+	cmd := exec.Command("bash", "-c", "sleep 60 >/dev/null 2>&1 & sleep 60 >/dev/null 2>&1 & echo ready; wait")
+	out, _ := cmd.StdoutPipe()
+	startIn(t, g, cmd)
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("read %q, %v; want ready", line, err)
+	}
+	if pids, err := g.Procs(); err != nil || len(pids) != 3 {
+		t.Fatalf("Procs() = %v, %v; want bash and two sleeps", pids, err)
+	}
+	if err := w.Watch(g); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitEmpty(t, w, 1)
+	cmd.Wait()
+}

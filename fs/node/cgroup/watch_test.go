@@ -137,3 +137,42 @@ func TestWatcherCloseLeavesNoGoroutine(t *testing.T) {
 		t.Errorf("Watch after Close: %v, want errWatcherClosed", err)
 	}
 }
+
+// Jobs that end while nobody reads Empty are all reported once a reader comes.
+func TestWatcherQueuesForASlowReader(t *testing.T) {
+	m := testManager(t)
+	w := newWatcher(t)
+	const jobs = 20
+	var cmds []*exec.Cmd
+	for i := uint64(1); i <= jobs; i++ {
+		g := create(t, m, i)
+		cmd := exec.Command("sleep", "60")
+		startIn(t, g, cmd)
+		if err := w.Watch(g); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for i := uint64(1); i <= jobs; i++ {
+		g, _ := m.Open(i)
+		if err := g.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cmds {
+		c.Wait() // every job is empty before the first report is read
+	}
+	seen := map[uint64]bool{}
+	deadline := time.After(failAfter)
+	for len(seen) < jobs {
+		select {
+		case id := <-w.Empty():
+			if id < 1 || id > jobs {
+				t.Fatalf("reported job %d, not one of 1..%d", id, jobs)
+			}
+			seen[id] = true
+		case <-deadline:
+			t.Fatalf("reported %d of %d jobs within %v", len(seen), jobs, failAfter)
+		}
+	}
+}
