@@ -123,11 +123,11 @@ func (w *Watcher) Close() error {
 // check queues the job when its cgroup reads empty; w.mu is held.
 func (w *Watcher) check(wt *watch) {
 	populated, err := wt.group.Populated()
-	if err != nil {
-		populated = false // removed: nothing lives in a cgroup that is gone
-	}
-	if populated {
-		return
+	switch {
+	case isNotExist(err):
+		// removed: rmdir succeeds only on an empty cgroup, so it is empty
+	case err != nil, populated:
+		return // a failed read is never taken for an exit: a live job must not be released
 	}
 	if _, ok := w.queued[wt.group.id]; !ok {
 		w.queued[wt.group.id] = struct{}{}
