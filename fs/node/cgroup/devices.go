@@ -72,10 +72,26 @@ func (g *Group) SetDevices(deny []Device) error {
 		defer old.Close()
 		opts.Anchor = link.ReplaceProgram(old)
 	}
-	if err := link.RawAttachProgram(opts); err != nil {
+	err = link.RawAttachProgram(opts)
+	if err != nil && old != nil && errors.Is(err, unix.EINVAL) {
+		err = addThenDetach(opts, old) // before 5.6: no BPF_F_REPLACE
+	}
+	if err != nil {
 		return fmt.Errorf("attach the device program to job %d: %w", g.id, err)
 	}
 	return nil
+}
+
+// addThenDetach replaces old without BPF_F_REPLACE; in between both programs
+// run and a node is allowed only if both allow it: stricter, never looser.
+func addThenDetach(opts link.RawAttachProgramOptions, old *ebpf.Program) error {
+	opts.Anchor = nil
+	if err := link.RawAttachProgram(opts); err != nil {
+		return err
+	}
+	return link.RawDetachProgram(link.RawDetachProgramOptions{
+		Target: opts.Target, Program: old, Attach: opts.Attach,
+	})
 }
 
 // HasDevices says whether the job's cgroup has this package's device program
@@ -181,5 +197,6 @@ func denyInstructions(deny []Device) (asm.Instructions, error) {
 	), nil
 }
 
-// errNoBPF wraps why the device program cannot be loaded here.
-var errNoBPF = errors.New("BPF device programs cannot be loaded")
+// ErrNoDevicePrograms says this kernel will not load a BPF device program:
+// jobs can still be cgroups, without device isolation.
+var ErrNoDevicePrograms = errors.New("BPF device programs cannot be loaded")

@@ -14,7 +14,7 @@ func Supported() error {
 	}
 	prog, err := denyProgram(nil)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errNoBPF, err)
+		return fmt.Errorf("%w: %v", ErrNoDevicePrograms, err)
 	}
 	return prog.Close()
 }

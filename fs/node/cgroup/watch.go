@@ -30,7 +30,8 @@ type Watcher struct {
 	wake    chan struct{}       // capacity 1: pending grew
 }
 
-var errWatcherClosed = errors.New("the cgroup watcher is closed")
+// ErrWatcherClosed answers Watch after Close.
+var ErrWatcherClosed = errors.New("the cgroup watcher is closed")
 
 type watch struct {
 	group *Group
@@ -72,7 +73,7 @@ func (w *Watcher) Watch(g *Group) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return errWatcherClosed
+		return ErrWatcherClosed
 	}
 	if wt, ok := w.byJob[g.id]; ok {
 		w.check(wt)

@@ -133,8 +133,8 @@ func TestWatcherCloseLeavesNoGoroutine(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := w.Watch(g); err != errWatcherClosed {
-		t.Errorf("Watch after Close: %v, want errWatcherClosed", err)
+	if err := w.Watch(g); err != ErrWatcherClosed {
+		t.Errorf("Watch after Close: %v, want ErrWatcherClosed", err)
 	}
 }
 
