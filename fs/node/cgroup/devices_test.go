@@ -167,3 +167,42 @@ func runHelperIn(t *testing.T, g *Group, op string, args ...string) string {
 	}
 	return out.String()
 }
+
+// addThenDetach is SetDevices' replacement on kernels before 5.6 (no
+// BPF_F_REPLACE); this kernel has it, so the fallback is driven directly.
+func TestAddThenDetachReplaces(t *testing.T) {
+	m := testManager(t)
+	if err := Supported(); err != nil {
+		t.Skipf("device programs unsupported: %v", err)
+	}
+	dir := mknodGPUs(t)
+	g := create(t, m, 1)
+	if err := g.SetDevices([]Device{{'c', 195, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	cg, err := os.Open(g.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	old, err := ownProgram(int(cg.Fd()))
+	if err != nil || old == nil {
+		t.Fatalf("ownProgram = %v, %v", old, err)
+	}
+	defer old.Close()
+	prog, err := denyProgram([]Device{{'c', 195, 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	opts := link.RawAttachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: ebpf.AttachCGroupDevice, Flags: unix.BPF_F_ALLOW_MULTI}
+	if err := addThenDetach(opts, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := openAll(t, g, dir); got != "nvidia0 EPERM\nnvidia1 ENXIO\nnull ok\n" {
+		t.Errorf("after addThenDetach:\n%s", got)
+	}
+	if n := countPrograms(t, g); n != 1 {
+		t.Errorf("%d device programs on the job, want 1", n)
+	}
+}
