@@ -47,16 +47,20 @@ func NewAMDGPU(sysfsRoot string) (Probe, error) {
 			return nil, fmt.Errorf("amdgpu: card%d: %w", n, err)
 		}
 		idx := len(p.gpus)
-		p.gpus = append(p.gpus, GPU{
+		g := GPU{
 			Index:          idx,
 			UUID:           sysfsString(filepath.Join(dir, "unique_id"), "card"+strconv.Itoa(n)),
 			Name:           sysfsString(filepath.Join(dir, "product_name"), "AMD GPU"),
 			MemoryTotalMiB: total / bytesPerMiB,
-		})
-		p.devDirs = append(p.devDirs, dir)
+		}
 		if m, ok := drmRenderMinor(filepath.Join(dir, "drm")); ok {
 			p.byMinor[m] = idx
+			if g.Node, err = renderNode(drm, dir, m); err != nil {
+				return nil, fmt.Errorf("amdgpu: card%d: %w", n, err)
+			}
 		}
+		p.gpus = append(p.gpus, g)
+		p.devDirs = append(p.devDirs, dir)
 	}
 	if len(p.gpus) == 0 {
 		return nil, fmt.Errorf("amdgpu: no GPU with mem_info_vram_total under %s", drm)
@@ -82,6 +86,29 @@ func drmRenderMinor(drmDir string) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// renderNode is /dev/dri/renderD<m>, with the numbers its sysfs dev file
+// ("226:128") gives, from the card's own drm directory or the drm class;
+// without either file, DRM's fixed major and the name's minor.
+func renderNode(drmClass, devDir string, m int) (DeviceNode, error) {
+	name := "renderD" + strconv.Itoa(m)
+	node := DeviceNode{Path: "/dev/dri/" + name, Major: drmMajor, Minor: uint32(m)}
+	for _, dev := range []string{filepath.Join(devDir, "drm", name, "dev"), filepath.Join(drmClass, name, "dev")} {
+		b, err := os.ReadFile(dev)
+		if err != nil {
+			continue
+		}
+		maj, min, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+		major, err1 := strconv.ParseUint(maj, 10, 32)
+		minor, err2 := strconv.ParseUint(min, 10, 32)
+		if !ok || err1 != nil || err2 != nil {
+			return DeviceNode{}, fmt.Errorf("%s/dev: %q is not major:minor", name, sysfsClip(string(b)))
+		}
+		node.Major, node.Minor = uint32(major), uint32(minor)
+		return node, nil
+	}
+	return node, nil
 }
 
 // sysfsUint reads a sysfs file holding one unsigned number.

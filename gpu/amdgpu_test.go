@@ -89,14 +89,33 @@ func newAMD(t *testing.T, root string) Probe {
 func TestAMDGPUInventory(t *testing.T) {
 	p := newAMD(t, fakeSysfs(t))
 	want := []GPU{
-		{Index: 0, UUID: "3f8a51c2e0d1b7a4", Name: "AMD Instinct MI300X", MemoryTotalMiB: 196608},
-		{Index: 1, UUID: "card10", Name: "AMD GPU", MemoryTotalMiB: 65536},
+		{Index: 0, UUID: "3f8a51c2e0d1b7a4", Name: "AMD Instinct MI300X", MemoryTotalMiB: 196608,
+			Node: DeviceNode{Path: "/dev/dri/renderD128", Major: 226, Minor: 128}}, // from class/drm/renderD128/dev
+		{Index: 1, UUID: "card10", Name: "AMD GPU", MemoryTotalMiB: 65536,
+			Node: DeviceNode{Path: "/dev/dri/renderD137", Major: 226, Minor: 137}}, // no dev file: DRM's major, the name's minor
 	}
 	if got := p.GPUs(); !reflect.DeepEqual(got, want) {
 		t.Errorf("GPUs() = %+v\nwant %+v", got, want)
 	}
 	if p.Name() != "amdgpu" {
 		t.Errorf("Name() = %q", p.Name())
+	}
+	if got := ControlNodes(p); !reflect.DeepEqual(got, []string{"/dev/kfd"}) {
+		t.Errorf("ControlNodes = %v, want [/dev/kfd]", got)
+	}
+}
+
+// The card's own drm/renderD<M>/dev is read first, and its numbers are the
+// node's even where they are not DRM's usual ones; a garbled one fails the card.
+func TestAMDGPURenderNodeDevFile(t *testing.T) {
+	root := fakeSysfs(t)
+	writeSysfs(t, root, map[string]string{"class/drm/card10/device/drm/renderD137/dev": "511:7\n"})
+	if got := newAMD(t, root).GPUs()[1].Node; got != (DeviceNode{Path: "/dev/dri/renderD137", Major: 511, Minor: 7}) {
+		t.Errorf("card10's node = %+v, want /dev/dri/renderD137 511:7 from its dev file", got)
+	}
+	writeSysfs(t, root, map[string]string{"class/drm/renderD128/dev": "226-128\n"})
+	if p, err := NewAMDGPU(root); p != nil || err == nil || !strings.Contains(err.Error(), `card9: renderD128/dev: "226-128" is not major:minor`) {
+		t.Errorf("NewAMDGPU with a garbled dev file = %v, %v", p, err)
 	}
 }
 

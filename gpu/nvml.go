@@ -76,9 +76,20 @@ func inventory(lib nvml.Interface) (*nvmlProbe, error) {
 			return nil, fmt.Errorf("nvml: GPU %d: memory: %w", i, ret)
 		}
 		p.devices = append(p.devices, dev)
-		p.gpus = append(p.gpus, GPU{Index: i, UUID: uuid, Name: name, MemoryTotalMiB: mem.Total / bytesPerMiB})
+		p.gpus = append(p.gpus, GPU{Index: i, UUID: uuid, Name: name, MemoryTotalMiB: mem.Total / bytesPerMiB,
+			Node: nvidiaNode(dev)})
 	}
 	return p, nil
+}
+
+// nvidiaNode is /dev/nvidia<minor>; a GPU NVML gives no minor for (not
+// supported on some platforms) has no known node rather than failing the probe.
+func nvidiaNode(dev nvml.Device) DeviceNode {
+	minor, ret := dev.GetMinorNumber()
+	if ret != nvml.SUCCESS || minor < 0 {
+		return DeviceNode{}
+	}
+	return DeviceNode{Path: fmt.Sprintf("/dev/nvidia%d", minor), Major: nvidiaMajor, Minor: uint32(minor)}
 }
 
 func (p *nvmlProbe) Name() string { return "nvml" }

@@ -21,6 +21,8 @@ type fakeGPU struct {
 	compute     []nvml.ProcessInfo
 	graphics    []nvml.ProcessInfo
 	graphicsRet nvml.Return
+	minor       int         // /dev/nvidia<minor>
+	minorRet    nvml.Return // what GetMinorNumber answers when not SUCCESS
 }
 
 // mockDevice answers only the calls the probe makes: any other call panics.
@@ -28,6 +30,12 @@ func mockDevice(g fakeGPU) *mock.Device {
 	return &mock.Device{
 		GetUUIDFunc: func() (string, nvml.Return) { return g.uuid, nvml.SUCCESS },
 		GetNameFunc: func() (string, nvml.Return) { return g.name, nvml.SUCCESS },
+		GetMinorNumberFunc: func() (int, nvml.Return) {
+			if g.minorRet != nvml.SUCCESS {
+				return 0, g.minorRet
+			}
+			return g.minor, nvml.SUCCESS
+		},
 		GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) {
 			return nvml.Memory{Total: g.total, Used: g.used, Free: g.total - g.used}, nvml.SUCCESS
 		},
@@ -61,13 +69,14 @@ func mockLib(devs ...*mock.Device) *mock.Interface {
 }
 
 // twoGPUs: an H200 and an H100, with byte counts that are not whole MiB so
-// that a wrong conversion shows.
+// that a wrong conversion shows, and minors not in index order (NVML's index
+// follows PCI order, the minor the driver's probe order).
 func twoGPUs() (*mock.Interface, []*mock.Device) {
 	devs := []*mock.Device{
 		mockDevice(fakeGPU{uuid: "GPU-aaaa-0000", name: "NVIDIA H200", total: 143771*bytesPerMiB + 512,
-			used: 1234*bytesPerMiB + 999, util: 37}),
+			used: 1234*bytesPerMiB + 999, util: 37, minor: 4}),
 		mockDevice(fakeGPU{uuid: "GPU-bbbb-1111", name: "NVIDIA H100 80GB HBM3", total: 81559 * bytesPerMiB,
-			used: 0, util: 100}),
+			used: 0, util: 100, minor: 1}),
 	}
 	return mockLib(devs...), devs
 }
@@ -85,8 +94,10 @@ func TestNVMLInventory(t *testing.T) {
 	lib, _ := twoGPUs()
 	p := newNVML(t, lib)
 	want := []GPU{
-		{Index: 0, UUID: "GPU-aaaa-0000", Name: "NVIDIA H200", MemoryTotalMiB: 143771},
-		{Index: 1, UUID: "GPU-bbbb-1111", Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559},
+		{Index: 0, UUID: "GPU-aaaa-0000", Name: "NVIDIA H200", MemoryTotalMiB: 143771,
+			Node: DeviceNode{Path: "/dev/nvidia4", Major: 195, Minor: 4}},
+		{Index: 1, UUID: "GPU-bbbb-1111", Name: "NVIDIA H100 80GB HBM3", MemoryTotalMiB: 81559,
+			Node: DeviceNode{Path: "/dev/nvidia1", Major: 195, Minor: 1}},
 	}
 	if got := p.GPUs(); !reflect.DeepEqual(got, want) {
 		t.Errorf("GPUs() = %+v\nwant %+v", got, want)
@@ -96,6 +107,21 @@ func TestNVMLInventory(t *testing.T) {
 	}
 	if n := len(lib.InitCalls()); n != 1 {
 		t.Errorf("Init called %d times, want 1", n)
+	}
+}
+
+// A GPU whose minor NVML cannot give is still in the pool, with no known node.
+func TestNVMLMinorNotSupported(t *testing.T) {
+	p := newNVML(t, mockLib(
+		mockDevice(fakeGPU{uuid: "GPU-0", name: "A", total: bytesPerMiB, minorRet: nvml.ERROR_NOT_SUPPORTED}),
+		mockDevice(fakeGPU{uuid: "GPU-1", name: "B", total: bytesPerMiB, minor: 0}),
+	))
+	gpus := p.GPUs()
+	if len(gpus) != 2 || gpus[0].Node.Known() || gpus[1].Node != (DeviceNode{Path: "/dev/nvidia0", Major: 195, Minor: 0}) {
+		t.Errorf("nodes = %+v, %+v; want none, then /dev/nvidia0 195:0", gpus[0].Node, gpus[1].Node)
+	}
+	if got := ControlNodes(p); !reflect.DeepEqual(got, NVIDIAControlNodes) {
+		t.Errorf("ControlNodes = %v", got)
 	}
 }
 

@@ -15,11 +15,11 @@ var (
 // Open returns the backend named by spec (the --gpus flag) and a one-line note
 // for the log saying which backend answers and why the others did not. node
 // names the simulated GPUs, which need UUIDs unique across a cluster as
-// real GPUs have.
-func Open(spec, node string) (p Probe, note string, err error) {
+// real GPUs have; opts configure the simulated pool if it answers.
+func Open(spec, node string, opts ...SimOption) (p Probe, note string, err error) {
 	switch {
 	case spec == "auto" || spec == "":
-		return openAuto(node)
+		return openAuto(node, opts)
 	case spec == "nvml":
 		return openOne(openNVML)
 	case spec == "amdgpu":
@@ -27,7 +27,7 @@ func Open(spec, node string) (p Probe, note string, err error) {
 	case spec == "none":
 		return noneProbe{}, "GPU probe disabled: the pool is empty", nil
 	case spec == "sim" || strings.HasPrefix(spec, "sim:"):
-		p, err = NewSimOn(spec, node)
+		p, err = NewSimOn(spec, node, opts...)
 		return p, "using the simulated pool " + spec, err
 	}
 	return nil, "", fmt.Errorf("unknown --gpus %q: use auto, nvml, amdgpu, sim[:N[xSIZE]] or none", spec)
@@ -43,7 +43,7 @@ func openOne(open func() (Probe, error)) (Probe, string, error) {
 }
 
 // openAuto tries the hardware backends in order, then the simulated pool.
-func openAuto(node string) (Probe, string, error) {
+func openAuto(node string, opts []SimOption) (Probe, string, error) {
 	var why []string
 	for _, open := range []func() (Probe, error){openNVML, openAMDGPU} {
 		p, err := open()
@@ -52,7 +52,7 @@ func openAuto(node string) (Probe, string, error) {
 		}
 		why = append(why, oneLine(err.Error()))
 	}
-	p, err := NewSimOn(DefaultSimSpec, node)
+	p, err := NewSimOn(DefaultSimSpec, node, opts...)
 	return p, strings.Join(append(why, "using the simulated pool "+DefaultSimSpec), "; "), err
 }
 

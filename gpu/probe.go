@@ -10,6 +10,7 @@ type GPU struct {
 	UUID           string
 	Name           string
 	MemoryTotalMiB uint64
+	Node           DeviceNode // the node a process opens to use this GPU; zero when the backend cannot tell
 }
 
 // Reading is one sample of a GPU.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,20 +43,41 @@ type Assigner interface {
 // 81920MiB) and returns a pool of N identical simulated GPUs.
 func NewSim(spec string) (Probe, error) { return NewSimOn(spec, "") }
 
+// SimOption configures the simulated pool.
+type SimOption func(*simConfig)
+
+type simConfig struct{ devDir string }
+
+// WithSimDevDir gives simulated GPU i the device node dir/nvidia<i> (the
+// daemon's --sim-dev-dir), whose numbers are read from the file: a test makes
+// them with mknod, so a job's device isolation can be shown without GPUs.
+func WithSimDevDir(dir string) SimOption { return func(c *simConfig) { c.devDir = dir } }
+
 // NewSimOn is NewSim for a named node: its GPUs' UUIDs carry the name.
-func NewSimOn(spec, node string) (Probe, error) {
+func NewSimOn(spec, node string, opts ...SimOption) (Probe, error) {
 	count, size, err := ParseSimSpec(spec)
 	if err != nil {
 		return nil, err
 	}
+	var cfg simConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	p := &simProbe{proc: ProcFS{Root: "/proc"}}
 	for i := 0; i < count; i++ {
-		p.gpus = append(p.gpus, GPU{
+		g := GPU{
 			Index:          i,
 			UUID:           simUUID(node, i),
 			Name:           "Simulated GPU",
 			MemoryTotalMiB: size,
-		})
+		}
+		if cfg.devDir != "" {
+			path := filepath.Join(cfg.devDir, "nvidia"+strconv.Itoa(i))
+			if g.Node, err = statNode(path); err != nil {
+				return nil, fmt.Errorf("sim GPU %d's device node: %w (make it with: mknod %s c %d %d)", i, err, path, nvidiaMajor, i)
+			}
+		}
+		p.gpus = append(p.gpus, g)
 	}
 	return p, nil
 }

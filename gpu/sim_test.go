@@ -2,8 +2,13 @@ package gpu
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestParseSimSpec: the accepted spellings and their count and per-GPU MiB.
@@ -180,4 +185,48 @@ func FuzzParseSimSpec(f *testing.F) {
 			t.Fatalf("ParseSimSpec(%q) accepted a spec without the sim: prefix", spec)
 		}
 	})
+}
+
+// With a device directory, GPU i's node is dir/nvidia<i> with the numbers
+// mknod gave it; a missing node fails the pool with the command that makes it.
+func TestSimDevDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod needs root")
+	}
+	dir := t.TempDir()
+	for i, minor := range []uint32{0, 7} { // the numbers come from the file, not from the index
+		path := filepath.Join(dir, "nvidia"+strconv.Itoa(i))
+		if err := unix.Mknod(path, unix.S_IFCHR|0o666, int(unix.Mkdev(195, minor))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _, err := Open("sim:2", "", WithSimDevDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []DeviceNode{
+		{Path: filepath.Join(dir, "nvidia0"), Major: 195, Minor: 0},
+		{Path: filepath.Join(dir, "nvidia1"), Major: 195, Minor: 7},
+	}
+	for i, g := range p.GPUs() {
+		if g.Node != want[i] {
+			t.Errorf("GPU %d node = %+v, want %+v", i, g.Node, want[i])
+		}
+	}
+	if ControlNodes(p) != nil {
+		t.Errorf("sim has control nodes %v", ControlNodes(p))
+	}
+	_, err = NewSimOn("sim:3", "", WithSimDevDir(dir))
+	if err == nil || !strings.Contains(err.Error(), "sim GPU 2's device node") || !strings.Contains(err.Error(), "mknod "+filepath.Join(dir, "nvidia2")+" c 195 2") {
+		t.Errorf("sim:3 with two nodes: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nvidia2"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSimOn("sim:3", "", WithSimDevDir(dir)); err == nil || !strings.Contains(err.Error(), "is not a character device") {
+		t.Errorf("sim:3 with a plain file as node 2: %v", err)
+	}
+	if p, _ := NewSim("sim:1"); p.GPUs()[0].Node.Known() {
+		t.Errorf("sim without a device directory has node %+v", p.GPUs()[0].Node)
+	}
 }
