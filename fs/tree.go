@@ -1,5 +1,10 @@
-// Package fs serves the moreh tree over FUSE: thin nodes that turn file
-// operations into registry operations and render what reads return.
+// Package fs serves the moreh tree over FUSE: one small node type per kind
+// of file, each turning a file operation into one call of the registry or
+// of the node's runtime (fs/node), rendering what reads return, and mapping
+// failures to errnos through one table (kindErrno).
+//
+// No rule lives here: no limit, no permission decision beyond the modes the
+// kernel checks, no store.Error built; and no bbolt or etcd import.
 package fs
 
 import (

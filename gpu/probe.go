@@ -1,5 +1,10 @@
 // Package gpu reads physical GPUs: an inventory, per-GPU memory and
-// utilisation, and per-process GPU memory, behind one small interface.
+// utilisation, and per-process GPU memory, behind one small interface
+// (Probe) with backends nvml, amdgpu and sim; a Sampler keeps the figures
+// ready, and ProcFS reads /proc.
+//
+// It measures and decides nothing: it imports no other moreh package, knows
+// no token, device or job, and names processes by its own ProcID.
 package gpu
 
 import "context"
