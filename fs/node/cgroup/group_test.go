@@ -1,7 +1,6 @@
 package cgroup
 
 import (
-	"bufio"
 	"errors"
 	"os/exec"
 	"slices"
@@ -62,12 +61,7 @@ func TestKillEndsAProcessIgnoringTERM(t *testing.T) {
 	m := testManager(t)
 	w := newWatcher(t)
 	g := create(t, m, 1)
-	cmd := exec.Command("bash", "-c", "trap '' TERM; echo ready; exec sleep 60")
-	out, _ := cmd.StdoutPipe()
-	startIn(t, g, cmd)
-	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("read %q, %v; want ready", line, err)
-	}
+	cmd := startReady(t, g, "trap '' TERM; echo ready; exec sleep 60")
 	if err := w.Watch(g); err != nil {
 		t.Fatal(err)
 	}
@@ -93,12 +87,7 @@ func TestKillEachWithoutCgroupKill(t *testing.T) {
 	m := testManager(t)
 	w := newWatcher(t)
 	g := create(t, m, 1)
-	cmd := exec.Command("bash", "-c", "trap '' TERM; sleep 60 & sleep 60 & echo ready; while :; do /bin/true; done")
-	out, _ := cmd.StdoutPipe()
-	startIn(t, g, cmd)
-	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("read %q, %v; want ready", line, err)
-	}
+	cmd := startReady(t, g, "trap '' TERM; sleep 60 & sleep 60 & echo ready; while :; do /bin/true; done")
 	if err := w.Watch(g); err != nil {
 		t.Fatal(err)
 	}
@@ -185,12 +174,7 @@ func TestSignalReachesEveryProcess(t *testing.T) {
 	m := testManager(t)
 	w := newWatcher(t)
 	g := create(t, m, 1)
-	cmd := exec.Command("bash", "-c", "sleep 60 >/dev/null 2>&1 & sleep 60 >/dev/null 2>&1 & echo ready; wait")
-	out, _ := cmd.StdoutPipe()
-	startIn(t, g, cmd)
-	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("read %q, %v; want ready", line, err)
-	}
+	cmd := startReady(t, g, "sleep 60 >/dev/null 2>&1 & sleep 60 >/dev/null 2>&1 & echo ready; wait")
 	if pids, err := g.Procs(); err != nil || len(pids) != 3 {
 		t.Fatalf("Procs() = %v, %v; want bash and two sleeps", pids, err)
 	}

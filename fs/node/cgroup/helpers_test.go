@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -146,6 +147,19 @@ func startIn(t *testing.T, g *Group, cmd *exec.Cmd) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v in %s: %v", cmd.Args, g.Path(), err)
 	}
+}
+
+// startReady runs a bash script in g and returns once it has printed
+// "ready": whatever it started before is in the group by then.
+func startReady(t *testing.T, g *Group, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", script)
+	out, _ := cmd.StdoutPipe()
+	startIn(t, g, cmd)
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("read %q, %v; want ready", line, err)
+	}
+	return cmd
 }
 
 // waitEmpty waits for w to report id, failing after failAfter.
