@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,14 +26,13 @@ type EtcdConfig struct {
 	Timeout   time.Duration // per request; default 5s
 }
 
-// etcdEngine is the Engine of a pool that spans machines. Writers take one
-// cluster-wide lock (as bbolt has one writer) and commit with a transaction
-// guarded by still holding it, so every rule holds across nodes.
+// etcdEngine is the Engine of a pool that spans machines. Writers commit
+// optimistically against one version key (see Update), so every rule holds
+// across nodes as with bbolt's one writer, at one proposal a write.
 type etcdEngine struct {
 	cli     *clientv3.Client
 	session *concurrency.Session // this node's lease: ephemeral keys die with it
-	lock    *concurrency.Mutex
-	local   sync.Mutex // concurrency.Mutex serves one goroutine at a time
+	local   sync.Mutex           // one writer of this node at a time
 	prefix  string
 	timeout time.Duration
 	closed  sync.Once
@@ -69,10 +70,7 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (Engine, error) {
 		cli.Close()
 		return nil, err
 	}
-	return &etcdEngine{
-		cli: cli, session: session, prefix: cfg.Prefix, timeout: cfg.Timeout,
-		lock: concurrency.NewMutex(session, cfg.Prefix+"lock"),
-	}, nil
+	return &etcdEngine{cli: cli, session: session, prefix: cfg.Prefix, timeout: cfg.Timeout}, nil
 }
 
 // anyMemberAnswers asks every endpoint at once and returns when the first
@@ -100,39 +98,69 @@ func (e *etcdEngine) key(bucket, key []byte) string {
 	return e.prefix + string(bucket) + "/" + string(key)
 }
 
+// Update runs fn optimistically, as etcd's STM does: its reads are at one
+// revision, and its writes commit in one transaction (one raft proposal)
+// only if no other write committed since: every write also bumps the
+// version key, which the transaction compares. On a conflict fn runs again
+// on fresh reads, until ctx's deadline.
 func (e *etcdEngine) Update(ctx context.Context, fn func(Tx) error) error {
-	e.local.Lock()
+	e.local.Lock() // this node's writers do not conflict with each other
 	defer e.local.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	if err := e.lock.Lock(ctx); err != nil {
-		return fmt.Errorf("etcd: take the store lock: %w", err)
+	version := e.prefix + "version"
+	for attempt := 0; ; attempt++ {
+		tx := &etcdTx{e: e, ctx: ctx, writes: map[string]*clientv3.Op{}}
+		resp, err := tx.get(version) // fixes the revision of every read
+		if err != nil {
+			return err
+		}
+		var seen int64
+		if len(resp.Kvs) > 0 {
+			seen = resp.Kvs[0].ModRevision
+		}
+		if err := tx.result(fn(tx)); err != nil {
+			return err
+		}
+		if len(tx.order) == 0 {
+			return nil
+		}
+		ops := make([]clientv3.Op, 0, len(tx.order)+1)
+		for _, k := range tx.order {
+			ops = append(ops, *tx.writes[k])
+		}
+		ops = append(ops, clientv3.OpPut(version, ""))
+		commit, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(version), "=", seen)).Then(ops...).Commit()
+		if err != nil {
+			return explainTxnError(err, len(ops))
+		}
+		if commit.Succeeded {
+			return nil
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return fmt.Errorf("etcd: another node's writes kept winning: %w", err)
+		}
 	}
-	defer func() {
-		// The lock is released even when the request was interrupted.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
-		defer cancel()
-		e.lock.Unlock(ctx)
-	}()
-	tx := &etcdTx{e: e, ctx: ctx, writes: map[string]*clientv3.Op{}}
-	if err := tx.result(fn(tx)); err != nil {
-		return err
-	}
-	if len(tx.order) == 0 {
+}
+
+// backoff waits a little longer after each lost race, with jitter, so that
+// nodes racing for the same write spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1+rand.IntN(1<<min(attempt, 6))) * time.Millisecond
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
 		return nil
 	}
-	ops := make([]clientv3.Op, len(tx.order))
-	for i, k := range tx.order {
-		ops[i] = *tx.writes[k]
+}
+
+// explainTxnError names the server flag behind a transaction too large for it.
+func explainTxnError(err error, ops int) error {
+	if strings.Contains(err.Error(), "too many operations in txn request") {
+		return fmt.Errorf("etcd: commit of %d operations: %w (raise the etcd server's --max-txn-ops to at least %d)", ops, err, ops)
 	}
-	resp, err := e.cli.Txn(ctx).If(e.lock.IsOwner()).Then(ops...).Commit()
-	if err != nil {
-		return fmt.Errorf("etcd: commit: %w", err)
-	}
-	if !resp.Succeeded {
-		return errors.New("etcd: lost the store lock before committing")
-	}
-	return nil
+	return fmt.Errorf("etcd: commit: %w", err)
 }
 
 func (e *etcdEngine) View(ctx context.Context, fn func(Tx) error) error {
