@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,7 +54,10 @@ func newUser(t *testing.T, args ...string) *user {
 		t.Fatal(err)
 	}
 	// The repository may lie where other users cannot read (/root/...).
-	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run"} {
+	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run", "lib/moreh.sh"} {
+		if err := os.MkdirAll(filepath.Join(u.shims, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(u.shims, name), []byte(read(t, name)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -355,22 +359,26 @@ exec setpriv --reuid=1001 --regid=1001 --clear-groups /bin/bash "$@"`
 	}
 }
 
-// The token binding is one block of code, the same in the three shims.
-func TestShimsShareTheTokenBinding(t *testing.T) {
+// The token binding, the error reading and the menu live once, in
+// lib/moreh.sh, which each shim sources; no shim defines a function of it.
+func TestShimsShareTheLibrary(t *testing.T) {
 	t.Parallel()
-	const begin, end = "# --- token binding:", "# --- end of token binding ---"
-	var first string
+	lib := read(t, filepath.Join("lib", "moreh.sh"))
+	funcs := regexp.MustCompile(`(?m)^([a-z_]+)\(\) \{`).FindAllStringSubmatch(lib, -1)
+	for _, want := range []string{"bind_token", "find_token", "cause", "try", "menu", "load_models", "read_file"} {
+		if !strings.Contains(lib, "\n"+want+"() {") {
+			t.Errorf("lib/moreh.sh lacks %s", want)
+		}
+	}
 	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run"} {
 		s := read(t, name)
-		i, j := strings.Index(s, begin), strings.Index(s, end)
-		if i < 0 || j < i {
-			t.Fatalf("%s lacks the token binding block", name)
+		if !strings.Contains(s, "\n. \"$MOREH_LIB\" || exit 1\n") {
+			t.Errorf("%s does not source the library", name)
 		}
-		block := s[i:j]
-		if first == "" {
-			first = block
-		} else if block != first {
-			t.Errorf("the token binding of %s differs from moreh-smi's", name)
+		for _, f := range funcs {
+			if strings.Contains(s, "\n"+f[1]+"() {") {
+				t.Errorf("%s defines %s again", name, f[1])
+			}
 		}
 	}
 }
