@@ -100,10 +100,15 @@ func (u *user) putToken(t *testing.T, content string) string {
 // command is the shim name with args, run by bash as the user, in a minimal
 // environment plus env.
 func (u *user) command(env []string, name string, args ...string) *exec.Cmd {
+	return u.commandAs(userUID, env, name, args...)
+}
+
+// commandAs is command run as uid (and gid uid) instead of userUID.
+func (u *user) commandAs(uid uint32, env []string, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command("/bin/bash", append([]string{filepath.Join(u.shims, name)}, args...)...)
 	cmd.Dir = "/"
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + u.home, "MOREH_ROOT=" + u.d.Mount}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: userUID, Gid: userUID}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	return cmd
 }
 
