@@ -1,10 +1,8 @@
 package scripts_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -148,7 +146,13 @@ func TestFailureSentencesAtOnce(t *testing.T) {
 		for i, r := range runs {
 			results[i] = make(chan result, 1)
 			cmd := u.commandAs(r.uid, env, "moreh-smi", r.args...)
-			go func() { results[i] <- runQuiet(cmd) }()
+			go func() {
+				r, err := runResult(cmd)
+				if err != nil {
+					r.code, r.stderr = -1, err.Error()
+				}
+				results[i] <- r
+			}()
 		}
 		for i, r := range runs {
 			got := <-results[i]
@@ -164,21 +168,4 @@ func TestFailureSentencesAtOnce(t *testing.T) {
 	if own == 0 {
 		t.Error("no shim got to morehd: every run was refused")
 	}
-}
-
-// runQuiet runs cmd to its end, as runCmd does, from any goroutine: a
-// failure to start is exit -1 with the error on stderr.
-func runQuiet(cmd *exec.Cmd) result {
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		r.code, r.stderr = -1, err.Error()
-	}
-	return r
 }

@@ -115,18 +115,25 @@ func (u *user) commandAs(uid uint32, env []string, name string, args ...string) 
 // runCmd runs a command to its end, like shim.
 func runCmd(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
+	r, err := runResult(cmd)
+	if err != nil {
+		t.Fatalf("run %q: %v", cmd.Args, err)
+	}
+	return r
+}
+
+// runResult runs a command to its end from any goroutine; the error is one
+// that kept it from running, not its exit status.
+func runResult(cmd *exec.Cmd) (result, error) {
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("run %q: %v", cmd.Args, err)
+	if errors.As(err, &exit) {
+		r.code, err = exit.ExitCode(), nil
 	}
-	return r
+	return r, err
 }
 
 // as runs the shim name with args as the user.
