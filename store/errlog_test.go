@@ -250,3 +250,18 @@ func TestErrorLogInvalidUTF8Path(t *testing.T) {
 		t.Fatalf("line %q, want %q", got, want)
 	}
 }
+
+// TestErrorLogNamesTheCaller: each line names the pid and uid it was added
+// for; an unknown caller is pid=0 uid=0, so every line has the same fields.
+func TestErrorLogNamesTheCaller(t *testing.T) {
+	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
+	l.Add("team", Caller{PID: 123, UID: 4001}, "mkdir", "tokens/team/devices/A", errors.New("a"))
+	l.Add("team", Caller{PID: 4294967295, UID: 4002}, "write", "tokens/team/current", errors.New("b"))
+	l.Add("team", Caller{}, "rmdir", "tokens/team/devices/2026", errors.New("c"))
+	want := "2026-01-01T00:00:00Z pid=123 uid=4001 mkdir tokens/team/devices/A: a\n" +
+		"2026-01-01T00:00:00Z pid=4294967295 uid=4002 write tokens/team/current: b\n" +
+		"2026-01-01T00:00:00Z pid=0 uid=0 rmdir tokens/team/devices/2026: c\n"
+	if got := string(l.Render("team")); got != want {
+		t.Fatalf("Render =\n%q\nwant\n%q", got, want)
+	}
+}
