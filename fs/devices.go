@@ -102,7 +102,7 @@ type deviceDir struct {
 
 // deviceEntries are the names in a device's directory, in listing order;
 // the index+1 is the entry's inode offset.
-var deviceEntries = []string{"model", "status", "status.json", "usage", "procs", "gpus", "env", "reset"}
+var deviceEntries = []string{"model", "status", "status.json", "usage", "procs", "gpus", "env", "reset", "fits"}
 
 var _ = (fusefs.NodeLookuper)((*deviceDir)(nil))
 
@@ -136,6 +136,8 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 		return ro(d.renderEnv)
 	case "reset":
 		return t.commandFile(token, 0o200, nil, d.reset)
+	case "fits":
+		return ro(d.renderFits)
 	}
 	return ro(d.renderUsage)
 }

@@ -26,10 +26,17 @@ func (t *tree) renderVersion(context.Context) ([]byte, error) {
 	return []byte("moreh-smi " + v + "\nclient " + v + "\nserver " + t.Server + "\n"), nil
 }
 
+// renderModels is /moreh/models: "<n>\t<name>\t<units>\t<MiB>" per model,
+// and a fifth field "default" on the line of the model that a token without
+// devices shows as current (a reader of four fields sees the old file).
 func renderModels() []byte {
 	var b bytes.Buffer
 	for _, m := range store.Models() {
-		b.WriteString(strconv.Itoa(m.Number) + "\t" + m.Name + "\t" + strconv.Itoa(m.Units) + "\t" + formatUint(m.MemoryMiB()) + "\n")
+		b.WriteString(strconv.Itoa(m.Number) + "\t" + m.Name + "\t" + strconv.Itoa(m.Units) + "\t" + formatUint(m.MemoryMiB()))
+		if m.Name == store.DefaultModel {
+			b.WriteString("\tdefault")
+		}
+		b.WriteString("\n")
 	}
 	return b.Bytes()
 }

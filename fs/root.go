@@ -28,6 +28,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("version", t.renderVersion)
 	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
 	static("pool", t.renderPool)
+	static("pool.table", t.renderPoolTable)
 	static("metrics", t.renderMetrics)
 	bind := &cmdFile{roFile: roFile{t: t, mode: 0o222}, command: t.bindCaller}
 	r.AddChild("token", r.NewPersistentInode(ctx, bind, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)

@@ -137,7 +137,11 @@ func (t *tree) fail(ctx context.Context, token, op, path string, err error) sysc
 		token, _ = t.callerToken(ctx)
 	}
 	if token != "" {
-		t.Registry.Errors.Add(token, op, path, err)
+		var caller store.Caller
+		if c, ok := fuse.FromContext(ctx); ok {
+			caller = store.Caller{PID: c.Pid, UID: c.Uid}
+		}
+		t.Registry.Errors.Add(token, caller, op, path, err)
 	}
 	errno := errnoOf(err)
 	if errno == syscall.EIO {

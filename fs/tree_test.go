@@ -50,7 +50,7 @@ func listDir(t *testing.T, path string) []string {
 
 func TestRootLayout(t *testing.T) {
 	tt := mountTree(t, store.Options{})
-	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "status", "token", "tokens", "version"}
+	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "pool.table", "status", "token", "tokens", "version"}
 	if got := listDir(t, tt.dir); !slices.Equal(got, want) {
 		t.Fatalf("root lists %v, want %v", got, want)
 	}
@@ -98,7 +98,7 @@ func TestModelsFile(t *testing.T) {
 	if len(lines) != 12 {
 		t.Fatalf("models has %d lines, want 12", len(lines))
 	}
-	for _, want := range []string{"1\tSmall.64GB\t1\t65520", "2\tMedium.128GB\t2\t131040", "11\t24xLarge.12288GB\t192\t12579840", "12\t1.5xLarge.768GB\t12\t786240"} {
+	for _, want := range []string{"1\tSmall.64GB\t1\t65520", "2\tMedium.128GB\t2\t131040\tdefault", "11\t24xLarge.12288GB\t192\t12579840", "12\t1.5xLarge.768GB\t12\t786240"} {
 		if !slices.Contains(lines, want) {
 			t.Errorf("models lacks %q", want)
 		}
@@ -125,7 +125,7 @@ func TestMkdirCreatesDeviceListedByID(t *testing.T) {
 	if got := readFile(t, tt.path("devices", "2026", "model")); got != "Large.256GB\n" {
 		t.Errorf("model = %q", got)
 	}
-	if got := listDir(t, tt.path("devices", "2026")); !slices.Equal(got, []string{"env", "gpus", "model", "procs", "reset", "status", "status.json", "usage"}) {
+	if got := listDir(t, tt.path("devices", "2026")); !slices.Equal(got, []string{"env", "fits", "gpus", "model", "procs", "reset", "status", "status.json", "usage"}) {
 		t.Errorf("device dir lists %v", got)
 	}
 	if got := readFile(t, tt.path("devices", "2026", "usage")); got != "memory_used_mib 0\nmemory_total_mib 262080\nutilization -\n" {

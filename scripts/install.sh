@@ -19,6 +19,7 @@ Installs moreh on this machine (run it as root):
                                              or the one --binary names)
   PREFIX/bin/moreh-smi, moreh-switch-model, moreh-run
                                            the shims
+  PREFIX/lib/moreh/moreh.sh                the library the shims source
   /etc/systemd/system/morehd.service       the unit (Type=notify), ExecStart
                                              PREFIX/bin/morehd
   PREFIX/share/bash-completion/completions/moreh-smi (and links named
@@ -114,6 +115,7 @@ main() {
 	fi
 
 	local bin=$root${prefix%/}/bin
+	local lib=$root${prefix%/}/lib/moreh
 	local completions=$root${prefix%/}/share/bash-completion/completions
 	local unit=$root/etc/systemd/system/morehd.service
 	local etc=$root/etc/moreh
@@ -133,6 +135,8 @@ main() {
 
 	put 0755 "$tmp/morehd" "$bin/morehd"
 	local shim
+	# The shims find their library at ../lib/moreh/ of their directory.
+	put 0644 "$SRC/lib/moreh.sh" "$lib/moreh.sh"
 	for shim in "${SHIMS[@]}"; do
 		put 0755 "$SRC/$shim" "$bin/$shim"
 	done

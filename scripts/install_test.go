@@ -72,6 +72,7 @@ func wantInstalled(t *testing.T, root, prefix, binary string) {
 	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run"} {
 		wantFile(t, filepath.Join(bin, name), 0o755, []byte(read(t, name)))
 	}
+	wantFile(t, filepath.Join(root, prefix, "lib", "moreh", "moreh.sh"), 0o644, []byte(read(t, filepath.Join("lib", "moreh.sh"))))
 	unit := filepath.Join(root, "etc", "systemd", "system", "morehd.service")
 	wantFile(t, unit, 0o644, nil)
 	if got, want := execStart(t, unit), "ExecStart="+filepath.Join(prefix, "bin", "morehd")+" $MOREHD_FLAGS"; got != want {
@@ -130,6 +131,37 @@ func TestInstall(t *testing.T) {
 		t.Errorf("the installed moreh-smi device add 1: %v\n%s", err, out)
 	}
 	wantDevices(t, d, "2026")
+
+	// Reached by a link from another directory (as a user's ~/bin may
+	// hold), and run by a relative name, a shim still finds its library.
+	links := t.TempDir()
+	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run"} {
+		if err := os.Symlink(filepath.Join(root, "usr", "local", "bin", name), filepath.Join(links, name)); err != nil {
+			t.Fatal(err)
+		}
+		for _, how := range [][]string{{filepath.Join(links, name)}, {"bash", name}} {
+			cmd := exec.Command(how[0], append(how[1:], "--help")...)
+			cmd.Dir = filepath.Join(root, "usr", "local", "bin")
+			if how[0] != "bash" {
+				cmd.Dir = links
+			}
+			if out, err := cmd.Output(); err != nil || !strings.HasPrefix(string(out), "Usage: "+name+" ") {
+				t.Errorf("%q --help in %s: %v\n%s", how, cmd.Dir, err, out)
+			}
+		}
+	}
+	cmd = exec.Command(filepath.Join(links, "moreh-smi"), "device", "--list")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MOREH_ROOT=" + d.Mount}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "1. Small.64GB*\n") {
+		t.Errorf("moreh-smi device --list through a link: %v\n%s", err, out)
+	}
+	// Without its library a shim says which file it lacks.
+	if err := os.Rename(filepath.Join(root, "usr", "local", "lib", "moreh", "moreh.sh"), filepath.Join(root, "moved.sh")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(smiPath, "--help").CombinedOutput(); err == nil || !strings.Contains(string(out), "lib/moreh/moreh.sh") {
+		t.Errorf("moreh-smi without its library: %v\n%s", err, out)
+	}
 
 	// Again, as an upgrade: the same files, and an existing token is kept.
 	token := filepath.Join(root, "etc", "moreh", "token")

@@ -373,3 +373,76 @@ func TestLoopEndsWithTheTree(t *testing.T) {
 		t.Errorf("moreh-smi -l printed %q, want %q", got, want)
 	}
 }
+
+// --query-device reads one file, the token's status.json: a tree of plain
+// files that has no per-device model, usage or procs gives the same lines.
+func TestQueryDeviceReadsStatusJSON(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	status := `{
+  "time": "2026-12-01T11:00:00Z",
+  "smi_version": "1",
+  "client_version": "1",
+  "server_version": "1",
+  "token": "default",
+  "current": 2027,
+  "limit": {
+    "max": 5,
+    "used": 2
+  },
+  "devices": [
+    {
+      "id": 2026,
+      "current": false,
+      "name": "KT AI Accelerator",
+      "model": "Large.256GB",
+      "units": 4,
+      "memory_used_mib": 1234,
+      "memory_total_mib": 262080,
+      "utilization": 37
+    },
+    {
+      "id": 2027,
+      "current": true,
+      "name": "KT AI Accelerator",
+      "model": "Small.64GB",
+      "units": 1,
+      "memory_used_mib": 0,
+      "memory_total_mib": 65520,
+      "utilization": null
+    }
+  ],
+  "processes": [
+    {
+      "device": 2026,
+      "job_id": 1,
+      "pid": 100,
+      "name": "python3",
+      "memory_mib": 1000
+    },
+    {
+      "device": 2026,
+      "job_id": 1,
+      "pid": 101,
+      "name": "python3",
+      "memory_mib": 234
+    }
+  ]
+}
+`
+	for name, content := range map[string]string{"models": "1\tSmall.64GB\t1\t65520\tdefault\n", "status.json": status} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{"2026", "2027"} {
+		if err := os.MkdirAll(filepath.Join(root, "devices", dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy, idle := "2026, Large.256GB, 1234 MiB, 262080 MiB, 37 %, 2", "2027, Small.64GB, 0 MiB, 65520 MiB, [N/A], 0"
+	want(t, shim(t, root, "", nil, "moreh-smi", allFields), 0, allHeader+busy+"\n"+idle+"\n", "")
+	want(t, shim(t, root, "", nil, "moreh-smi", allFields, "-i", "2027,2026", "--format=csv,noheader,nounits"), 0,
+		"2027, Small.64GB, 0, 65520, [N/A], 0\n2026, Large.256GB, 1234, 262080, 37, 2\n", "")
+	want(t, shim(t, root, "", nil, "moreh-smi", allFields, "-i", "2028"), 1, "", "Show device failed. (Device 2028 does not exist.)\n")
+}

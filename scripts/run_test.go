@@ -512,15 +512,15 @@ func normalisePool(t *testing.T, table string) string {
 	lines := strings.Split(table, "\n")
 	for i, line := range lines {
 		cells := strings.Split(line, "|")
-		if len(cells) != 9 || strings.TrimSpace(cells[4]) == "-" || strings.TrimSpace(cells[4]) == "Device" {
+		if len(cells) != 10 || strings.TrimSpace(cells[5]) == "-" || strings.TrimSpace(cells[5]) == "Device" {
 			continue
 		}
-		if !mem.MatchString(cells[5]) || !util.MatchString(cells[7]) {
+		if !mem.MatchString(cells[6]) || !util.MatchString(cells[8]) {
 			t.Errorf("malformed pool row %q", line)
 			continue
 		}
-		cells[5] = strings.Repeat(" ", len(cells[5])-7) + "N MiB  "
-		cells[7] = "  N%" + strings.Repeat(" ", len(cells[7])-4)
+		cells[6] = strings.Repeat(" ", len(cells[6])-7) + "N MiB  "
+		cells[8] = "  N%" + strings.Repeat(" ", len(cells[8])-4)
 		lines[i] = strings.Join(cells, "|")
 	}
 	return strings.Join(lines, "\n")
@@ -528,7 +528,7 @@ func normalisePool(t *testing.T, table string) string {
 
 func TestPoolTable(t *testing.T) {
 	t.Parallel()
-	d := morehdtest.Start(t, "--gpus", "sim:2x64GB")
+	d := morehdtest.Start(t, "--gpus", "sim:2x64GB", "--node", "node-a")
 	id := addDevice(t, d, "Small.64GB")
 	if id != "2026" {
 		t.Fatalf("the first device is %s, testdata/pool.golden shows 2026", id)
@@ -552,24 +552,24 @@ func TestPoolTable(t *testing.T) {
 	})
 }
 
-// The pool table widens its columns for long values and says when the pool
-// is empty; a tree of plain files stands in for morehd.
+// moreh-smi -p prints the table that morehd renders (pool.table: its
+// widening and empty cases are fs's goldens) byte for byte; a tree of plain
+// files stands in for morehd.
 func TestPoolTableWidens(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	if err := os.WriteFile(filepath.Join(root, "models"), []byte("1\tSmall.64GB\t1\t65520\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "models"), []byte("1\tSmall.64GB\t1\t65520\tdefault\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pool := filepath.Join(root, "pool")
-	if err := os.WriteFile(pool, []byte("0 3 2031 1234567890 196608 100 NVIDIA H200  NVL\n11 1 - 0 65536 - AMD Instinct MI300X\n"), 0o644); err != nil {
-		t.Fatal(err)
+	table := filepath.Join(root, "pool.table")
+	for _, golden := range []string{"pool_wide.golden", "pool_empty.golden"} {
+		content := read(t, filepath.Join("..", "fs", "testdata", golden))
+		if err := os.WriteFile(table, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want(t, shim(t, root, "", nil, "moreh-smi", "-p"), 0, content, "")
 	}
-	want(t, shim(t, root, "", nil, "moreh-smi", "-p"), 0, read(t, filepath.Join("testdata", "pool-wide.golden")), "")
-	if err := os.WriteFile(pool, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want(t, shim(t, root, "", nil, "moreh-smi", "--pool"), 0, read(t, filepath.Join("testdata", "pool-empty.golden")), "")
-	if err := os.Remove(pool); err != nil {
+	if err := os.Remove(table); err != nil {
 		t.Fatal(err)
 	}
 	want(t, shim(t, root, "", nil, "moreh-smi", "-p"), 1, "", "Show pool failed. (The pool file could not be read.)\n")

@@ -616,3 +616,21 @@ func TestNoTree(t *testing.T) {
 		want(t, shim(t, root, "", nil, "moreh-switch-model", "-M", "3"), 1, "", msg)
 	}
 }
+
+// The default model is the tree's: the line of models marked "default" is
+// what the menu shows as current on a token without devices.
+func TestDefaultModelFromModels(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	models := "1\tSmall.64GB\t1\t65520\n2\tMedium.128GB\t2\t131040\n3\tLarge.256GB\t4\t262080\tdefault\n"
+	if err := os.WriteFile(filepath.Join(root, "models"), []byte(models), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "devices"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want(t, shim(t, root, "", nil, "moreh-smi", "device", "--list"), 0,
+		"Current KT AI Accelerator: Large.256GB\n\n1. Small.64GB\n2. Medium.128GB\n3. Large.256GB*\n", "")
+	want(t, shim(t, root, "q\n", nil, "moreh-smi", "device", "--add"), 0,
+		"Current KT AI Accelerator: Large.256GB\n\n1. Small.64GB\n2. Medium.128GB\n3. Large.256GB*\n\nSelection (1-3, q, Q): ", "")
+}

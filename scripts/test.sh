@@ -34,7 +34,13 @@ fi
 echo "== build and vet"
 go build ./...
 go vet ./...
-bash -n scripts/moreh-smi scripts/moreh-switch-model scripts/moreh-run scripts/install.sh scripts/moreh-completion.bash
+shims=(scripts/moreh-smi scripts/moreh-switch-model scripts/moreh-run scripts/lib/moreh.sh scripts/install.sh scripts/moreh-completion.bash)
+bash -n "${shims[@]}"
+if command -v shellcheck >/dev/null; then
+	shellcheck -x "${shims[@]}" scripts/bench.sh scripts/test.sh
+else
+	echo "shellcheck is not on PATH: the shims are not linted (apt-get install shellcheck)"
+fi
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 

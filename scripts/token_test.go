@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,7 +54,10 @@ func newUser(t *testing.T, args ...string) *user {
 		t.Fatal(err)
 	}
 	// The repository may lie where other users cannot read (/root/...).
-	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run"} {
+	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run", "lib/moreh.sh"} {
+		if err := os.MkdirAll(filepath.Join(u.shims, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(u.shims, name), []byte(read(t, name)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -96,28 +100,40 @@ func (u *user) putToken(t *testing.T, content string) string {
 // command is the shim name with args, run by bash as the user, in a minimal
 // environment plus env.
 func (u *user) command(env []string, name string, args ...string) *exec.Cmd {
+	return u.commandAs(userUID, env, name, args...)
+}
+
+// commandAs is command run as uid (and gid uid) instead of userUID.
+func (u *user) commandAs(uid uint32, env []string, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command("/bin/bash", append([]string{filepath.Join(u.shims, name)}, args...)...)
 	cmd.Dir = "/"
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + u.home, "MOREH_ROOT=" + u.d.Mount}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: userUID, Gid: userUID}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	return cmd
 }
 
 // runCmd runs a command to its end, like shim.
 func runCmd(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
+	r, err := runResult(cmd)
+	if err != nil {
+		t.Fatalf("run %q: %v", cmd.Args, err)
+	}
+	return r
+}
+
+// runResult runs a command to its end from any goroutine; the error is one
+// that kept it from running, not its exit status.
+func runResult(cmd *exec.Cmd) (result, error) {
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("run %q: %v", cmd.Args, err)
+	if errors.As(err, &exit) {
+		r.code, err = exit.ExitCode(), nil
 	}
-	return r
+	return r, err
 }
 
 // as runs the shim name with args as the user.
@@ -355,22 +371,26 @@ exec setpriv --reuid=1001 --regid=1001 --clear-groups /bin/bash "$@"`
 	}
 }
 
-// The token binding is one block of code, the same in the three shims.
-func TestShimsShareTheTokenBinding(t *testing.T) {
+// The token binding, the error reading and the menu live once, in
+// lib/moreh.sh, which each shim sources; no shim defines a function of it.
+func TestShimsShareTheLibrary(t *testing.T) {
 	t.Parallel()
-	const begin, end = "# --- token binding:", "# --- end of token binding ---"
-	var first string
+	lib := read(t, filepath.Join("lib", "moreh.sh"))
+	funcs := regexp.MustCompile(`(?m)^([a-z_]+)\(\) \{`).FindAllStringSubmatch(lib, -1)
+	for _, want := range []string{"bind_token", "find_token", "cause", "try", "menu", "load_models", "read_file"} {
+		if !strings.Contains(lib, "\n"+want+"() {") {
+			t.Errorf("lib/moreh.sh lacks %s", want)
+		}
+	}
 	for _, name := range []string{"moreh-smi", "moreh-switch-model", "moreh-run"} {
 		s := read(t, name)
-		i, j := strings.Index(s, begin), strings.Index(s, end)
-		if i < 0 || j < i {
-			t.Fatalf("%s lacks the token binding block", name)
+		if !strings.Contains(s, "\n. \"$MOREH_LIB\" || exit 1\n") {
+			t.Errorf("%s does not source the library", name)
 		}
-		block := s[i:j]
-		if first == "" {
-			first = block
-		} else if block != first {
-			t.Errorf("the token binding of %s differs from moreh-smi's", name)
+		for _, f := range funcs {
+			if strings.Contains(s, "\n"+f[1]+"() {") {
+				t.Errorf("%s defines %s again", name, f[1])
+			}
 		}
 	}
 }

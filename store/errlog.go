@@ -23,17 +23,27 @@ func NewErrorLog() *ErrorLog {
 	return &ErrorLog{byToken: map[string][]string{}, now: time.Now}
 }
 
-// Add records that op on path failed with err, as one line:
-// "<RFC3339 time> <op> <path>: <message>". The path never holds a space, so
-// a reader can split the line on its first three spaces.
-func (l *ErrorLog) Add(token, op, path string, err error) {
+// Caller is the process whose operation failed, as the kernel named it to
+// the daemon: its pid (the thread group of the thread that made the system
+// call) and uid. The zero Caller is an unknown one.
+type Caller struct {
+	PID, UID uint32
+}
+
+// Add records that op on path, made by caller, failed with err, as one line:
+// "<RFC3339 time> pid=<pid> uid=<uid> <op> <path>: <message>". No field
+// before the message holds a space (the path is quoted when it would), so a
+// reader can split the line on its first five spaces, and a client shows
+// the lines of its own pid only.
+func (l *ErrorLog) Add(token string, caller Caller, op, path string, err error) {
 	msg := strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
 			return ' ' // one line, and nothing a terminal would act on
 		}
 		return r
 	}, strings.ToValidUTF8(err.Error(), "\uFFFD"))
-	line := l.now().UTC().Format(time.RFC3339) + " " + op + " " + escapePath(path) + ": " + msg + "\n"
+	line := l.now().UTC().Format(time.RFC3339) + " pid=" + strconv.FormatUint(uint64(caller.PID), 10) +
+		" uid=" + strconv.FormatUint(uint64(caller.UID), 10) + " " + op + " " + escapePath(path) + ": " + msg + "\n"
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lines := append(l.byToken[token], line)

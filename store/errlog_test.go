@@ -11,23 +11,26 @@ import (
 	"unicode/utf8"
 )
 
+// testCaller is the process every test line names.
+var testCaller = Caller{PID: 42, UID: 1000}
+
 func testErrorLog(start time.Time, step time.Duration) *ErrorLog {
 	l := NewErrorLog()
 	l.now = fixedClock(start, step)
 	return l
 }
 
-// TestErrorLogLineFormat: "<RFC3339 UTC time> <op> <path>: <msg>\n".
+// TestErrorLogLineFormat: "<RFC3339 UTC time> pid=<pid> uid=<uid> <op> <path>: <msg>\n".
 func TestErrorLogLineFormat(t *testing.T) {
 	start := time.Date(2026, 3, 1, 21, 4, 5, 999, time.FixedZone("KST", 9*3600))
 	l := testErrorLog(start, time.Second)
 	if got := l.Render("default"); len(got) != 0 {
 		t.Fatalf("empty log renders %q", got)
 	}
-	l.Add("default", "mkdir", "/moreh/tokens/default/devices/Huge", &Error{Kind: KindInvalid, Msg: "Unknown model \"Huge\"."})
-	l.Add("default", "write", "/moreh/tokens/default/current", errors.New("Device 9 does not exist."))
-	want := "2026-03-01T12:04:05Z mkdir /moreh/tokens/default/devices/Huge: Unknown model \"Huge\".\n" +
-		"2026-03-01T12:04:06Z write /moreh/tokens/default/current: Device 9 does not exist.\n"
+	l.Add("default", testCaller, "mkdir", "/moreh/tokens/default/devices/Huge", &Error{Kind: KindInvalid, Msg: "Unknown model \"Huge\"."})
+	l.Add("default", testCaller, "write", "/moreh/tokens/default/current", errors.New("Device 9 does not exist."))
+	want := "2026-03-01T12:04:05Z pid=42 uid=1000 mkdir /moreh/tokens/default/devices/Huge: Unknown model \"Huge\".\n" +
+		"2026-03-01T12:04:06Z pid=42 uid=1000 write /moreh/tokens/default/current: Device 9 does not exist.\n"
 	if got := string(l.Render("default")); got != want {
 		t.Fatalf("Render =\n%q\nwant\n%q", got, want)
 	}
@@ -43,7 +46,7 @@ func TestErrorLogLineFormat(t *testing.T) {
 func TestErrorLogKeepsLast32(t *testing.T) {
 	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Second)
 	for i := 0; i < 100; i++ {
-		l.Add("default", "rmdir", "/moreh/devices/"+strconv.Itoa(i), fmt.Errorf("failure %d", i))
+		l.Add("default", testCaller, "rmdir", "/moreh/devices/"+strconv.Itoa(i), fmt.Errorf("failure %d", i))
 		lines := splitLines(t, l.Render("default"))
 		if want := min(i+1, 32); len(lines) != want {
 			t.Fatalf("after %d adds: %d lines, want %d", i+1, len(lines), want)
@@ -52,7 +55,7 @@ func TestErrorLogKeepsLast32(t *testing.T) {
 		for j, line := range lines {
 			n := first + j
 			want := time.Date(2026, 1, 1, 0, 0, n, 0, time.UTC).Format(time.RFC3339) +
-				" rmdir /moreh/devices/" + strconv.Itoa(n) + ": failure " + strconv.Itoa(n)
+				" pid=42 uid=1000 rmdir /moreh/devices/" + strconv.Itoa(n) + ": failure " + strconv.Itoa(n)
 			if line != want {
 				t.Fatalf("after %d adds, line %d = %q, want %q", i+1, j, line, want)
 			}
@@ -64,9 +67,9 @@ func TestErrorLogKeepsLast32(t *testing.T) {
 func TestErrorLogPerToken(t *testing.T) {
 	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
 	for i := 0; i < 40; i++ {
-		l.Add("a", "op", "/a", fmt.Errorf("a%d", i))
+		l.Add("a", testCaller, "op", "/a", fmt.Errorf("a%d", i))
 		if i < 3 {
-			l.Add("b", "op", "/b", fmt.Errorf("b%d", i))
+			l.Add("b", testCaller, "op", "/b", fmt.Errorf("b%d", i))
 		}
 	}
 	a, b := splitLines(t, l.Render("a")), splitLines(t, l.Render("b"))
@@ -82,7 +85,7 @@ func TestErrorLogPerToken(t *testing.T) {
 		t.Fatalf("a runs %q … %q", a[0], a[31])
 	}
 	for i, line := range b {
-		if want := "2026-01-01T00:00:00Z op /b: b" + strconv.Itoa(i); line != want {
+		if want := "2026-01-01T00:00:00Z pid=42 uid=1000 op /b: b" + strconv.Itoa(i); line != want {
 			t.Fatalf("b line %d = %q, want %q", i, line, want)
 		}
 	}
@@ -92,7 +95,7 @@ func TestErrorLogPerToken(t *testing.T) {
 }
 
 // TestErrorLogEscapesPath: a path with spaces, newlines, quotes or other odd
-// bytes is quoted so that the line splits on its first three spaces and has
+// bytes is quoted so that the line splits on its first five spaces and has
 // one newline; an ordinary path is left as it is.
 func TestErrorLogEscapesPath(t *testing.T) {
 	cases := []struct {
@@ -116,9 +119,9 @@ func TestErrorLogEscapesPath(t *testing.T) {
 	}
 	for _, c := range cases {
 		l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
-		l.Add("default", "mkdir", c.path, errors.New("Unknown model."))
+		l.Add("default", testCaller, "mkdir", c.path, errors.New("Unknown model."))
 		got := string(l.Render("default"))
-		want := "2026-01-01T00:00:00Z mkdir " + c.want + ": Unknown model.\n"
+		want := "2026-01-01T00:00:00Z pid=42 uid=1000 mkdir " + c.want + ": Unknown model.\n"
 		if got != want {
 			t.Errorf("path %q: line %q, want %q", c.path, got, want)
 		}
@@ -135,8 +138,8 @@ func TestErrorLogEscapesPath(t *testing.T) {
 // TestErrorLogFlattensMessage: a message spanning lines becomes one line.
 func TestErrorLogFlattensMessage(t *testing.T) {
 	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
-	l.Add("default", "write", "/moreh/current", errors.New("first\nsecond\n\nthird\n"))
-	want := "2026-01-01T00:00:00Z write /moreh/current: first second  third \n"
+	l.Add("default", testCaller, "write", "/moreh/current", errors.New("first\nsecond\n\nthird\n"))
+	want := "2026-01-01T00:00:00Z pid=42 uid=1000 write /moreh/current: first second  third \n"
 	if got := string(l.Render("default")); got != want {
 		t.Fatalf("line %q, want %q", got, want)
 	}
@@ -147,7 +150,7 @@ func TestErrorLogFlattensMessage(t *testing.T) {
 // the message is one line of text with no control byte.
 func TestErrorLogNoControlBytesInMessage(t *testing.T) {
 	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
-	l.Add("default", "write", "/moreh/current", errors.New("a\r\nb\rc"))
+	l.Add("default", testCaller, "write", "/moreh/current", errors.New("a\r\nb\rc"))
 	got := string(l.Render("default"))
 	checkLineShape(t, got, "write", "")
 	if strings.ContainsRune(strings.TrimSuffix(got, "\n"), '\r') {
@@ -166,7 +169,7 @@ func TestErrorLogConcurrent(t *testing.T) {
 			defer wg.Done()
 			token := "t" + strconv.Itoa(g%2)
 			for i := 0; i < 50; i++ {
-				l.Add(token, "op", "/p", fmt.Errorf("g%d i%d", g, i))
+				l.Add(token, testCaller, "op", "/p", fmt.Errorf("g%d i%d", g, i))
 				for _, line := range splitLines(t, l.Render(token)) {
 					checkLineShape(t, line+"\n", "op", "")
 				}
@@ -195,7 +198,7 @@ func splitLines(t *testing.T, b []byte) []string {
 }
 
 // checkLineShape checks one rendered line: one trailing newline, an RFC3339
-// time, the op, and a path with no raw space or newline followed by ": ";
+// time, the caller, the op, and a path with no raw space or newline followed by ": ";
 // msg, when not empty, is the rest.
 func checkLineShape(t *testing.T, line, op, msg string) {
 	t.Helper()
@@ -204,11 +207,15 @@ func checkLineShape(t *testing.T, line, op, msg string) {
 		t.Errorf("line %q is not exactly one line", line)
 		return
 	}
-	parts := strings.SplitN(body, " ", 4)
-	if len(parts) != 4 {
-		t.Errorf("line %q has fewer than four space-separated fields", line)
+	parts := strings.SplitN(body, " ", 6)
+	if len(parts) != 6 {
+		t.Errorf("line %q has fewer than six space-separated fields", line)
 		return
 	}
+	if parts[1] != "pid=42" || parts[2] != "uid=1000" {
+		t.Errorf("line %q: caller %q %q, want pid=42 uid=1000", line, parts[1], parts[2])
+	}
+	parts = append(parts[:1], parts[3:]...)
 	if _, err := time.Parse(time.RFC3339, parts[0]); err != nil {
 		t.Errorf("line %q: time %q: %v", line, parts[0], err)
 	}
@@ -236,10 +243,25 @@ func checkLineShape(t *testing.T, line, op, msg string) {
 // quoted like any other odd path.
 func TestErrorLogInvalidUTF8Path(t *testing.T) {
 	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
-	l.Add("default", "mkdir", "/moreh/devices/bad\xff", errors.New("Unknown model."))
+	l.Add("default", testCaller, "mkdir", "/moreh/devices/bad\xff", errors.New("Unknown model."))
 	got := string(l.Render("default"))
-	want := "2026-01-01T00:00:00Z mkdir \"/moreh/devices/bad\\xff\": Unknown model.\n"
+	want := "2026-01-01T00:00:00Z pid=42 uid=1000 mkdir \"/moreh/devices/bad\\xff\": Unknown model.\n"
 	if got != want {
 		t.Fatalf("line %q, want %q", got, want)
+	}
+}
+
+// TestErrorLogNamesTheCaller: each line names the pid and uid it was added
+// for; an unknown caller is pid=0 uid=0, so every line has the same fields.
+func TestErrorLogNamesTheCaller(t *testing.T) {
+	l := testErrorLog(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 0)
+	l.Add("team", Caller{PID: 123, UID: 4001}, "mkdir", "tokens/team/devices/A", errors.New("a"))
+	l.Add("team", Caller{PID: 4294967295, UID: 4002}, "write", "tokens/team/current", errors.New("b"))
+	l.Add("team", Caller{}, "rmdir", "tokens/team/devices/2026", errors.New("c"))
+	want := "2026-01-01T00:00:00Z pid=123 uid=4001 mkdir tokens/team/devices/A: a\n" +
+		"2026-01-01T00:00:00Z pid=4294967295 uid=4002 write tokens/team/current: b\n" +
+		"2026-01-01T00:00:00Z pid=0 uid=0 rmdir tokens/team/devices/2026: c\n"
+	if got := string(l.Render("team")); got != want {
+		t.Fatalf("Render =\n%q\nwant\n%q", got, want)
 	}
 }
