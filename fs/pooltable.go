@@ -68,31 +68,22 @@ func appendPoolTable(b []byte, rows []PoolRow) []byte {
 	return g.rule(b, '-')
 }
 
-// poolRows joins the pool's records with this node's last sample, by
-// (node, GPU UUID): another node's GPUs show no figures of this one's.
-func (t *tree) poolRows() ([]PoolRow, error) {
-	pool, err := t.Registry.Pool()
+// poolRows are the runtime's pool view as rows: another node's GPUs show
+// no figures of this one's.
+func (t *tree) poolRows(ctx context.Context) ([]PoolRow, error) {
+	pool, err := t.Node.Pool(ctx)
 	if err != nil {
 		return nil, err
 	}
-	local := map[string]int{} // UUID → this node's index
-	for _, g := range t.Probe.GPUs() {
-		local[g.UUID] = g.Index
-	}
-	snap := t.Sampler.Latest()
 	rows := make([]PoolRow, 0, len(pool))
 	for _, g := range pool {
-		r := PoolRow{Node: g.Node, Index: g.Index, Name: g.Name, Units: g.Units, MemoryMiB: g.MemoryMiB, Utilization: NoUtilization}
+		r := PoolRow{Node: g.Node, Index: g.Index, Name: g.Name, Units: g.Units, MemoryMiB: g.MemoryMiB,
+			Utilization: NoUtilization, Sampled: g.Sampled}
 		if g.Job != 0 {
 			r.Device = g.Device
 		}
-		if idx, ok := local[g.UUID]; ok && g.Node == t.Registry.Node() {
-			reading, sampled := snap.Readings[idx]
-			r.Sampled = true
-			r.MemoryUsedMiB = reading.MemoryUsedMiB
-			if sampled && reading.Err == nil {
-				r.Utilization = reading.Utilization
-			}
+		if g.Sampled {
+			r.MemoryUsedMiB, r.Utilization = g.Reading.MemoryUsedMiB, g.Reading.Utilization
 		}
 		rows = append(rows, r)
 	}
@@ -100,7 +91,7 @@ func (t *tree) poolRows() ([]PoolRow, error) {
 }
 
 func (t *tree) renderPoolTable(ctx context.Context) ([]byte, error) {
-	rows, err := t.poolRows()
+	rows, err := t.poolRows(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +102,7 @@ func (t *tree) renderPoolTable(ctx context.Context) ([]byte, error) {
 // device's GPUs now (or its job already runs), "no" while the pool has not
 // enough free GPUs for its model; the registry decides, by Attach's rule.
 func (d *deviceDir) renderFits(ctx context.Context) ([]byte, error) {
-	err := d.t.Registry.Fits(d.token, d.id)
+	err := d.t.Registry.Fits(ctx, d.token, d.id)
 	switch store.KindOf(err) {
 	case store.KindAgain, store.KindNoSpace:
 		return []byte("no\n"), nil
