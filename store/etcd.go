@@ -30,12 +30,17 @@ type EtcdConfig struct {
 // optimistically against one version key (see Update), so every rule holds
 // across nodes as with bbolt's one writer, at one proposal a write.
 type etcdEngine struct {
-	cli     *clientv3.Client
-	session *concurrency.Session // this node's lease: ephemeral keys die with it
-	local   sync.Mutex           // one writer of this node at a time
-	prefix  string
-	timeout time.Duration
-	closed  sync.Once
+	cli       *clientv3.Client
+	sessionMu sync.Mutex
+	session   *concurrency.Session // this node's lease: ephemeral keys die with it
+	ttl       time.Duration
+	changes   chan SessionChange // keepSession's news, read by the runtime
+	stop      chan struct{}      // closed by Close
+	kept      chan struct{}      // closed when keepSession returns
+	local     sync.Mutex         // one writer of this node at a time
+	prefix    string
+	timeout   time.Duration
+	closed    sync.Once
 }
 
 var _ Engine = (*etcdEngine)(nil)
@@ -65,12 +70,15 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (Engine, error) {
 		cli.Close()
 		return nil, fmt.Errorf("etcd at %v does not answer: %w", cfg.Endpoints, err)
 	}
-	session, err := concurrency.NewSession(cli, concurrency.WithTTL(int(cfg.LeaseTTL.Seconds())))
+	session, err := newSession(cli, cfg.LeaseTTL, cfg.Timeout)
 	if err != nil {
 		cli.Close()
-		return nil, err
+		return nil, fmt.Errorf("etcd: grant this node's lease: %w", err)
 	}
-	return &etcdEngine{cli: cli, session: session, prefix: cfg.Prefix, timeout: cfg.Timeout}, nil
+	e := &etcdEngine{cli: cli, session: session, ttl: cfg.LeaseTTL, prefix: cfg.Prefix, timeout: cfg.Timeout,
+		changes: make(chan SessionChange, 4), stop: make(chan struct{}), kept: make(chan struct{})}
+	go e.keepSession()
+	return e, nil
 }
 
 // anyMemberAnswers asks every endpoint at once and returns when the first
@@ -182,7 +190,9 @@ func (t *etcdTx) result(err error) error {
 func (e *etcdEngine) Close() error {
 	var err error
 	e.closed.Do(func() {
-		e.session.Close() // revokes the lease: this node's GPUs leave at once
+		close(e.stop)
+		<-e.kept
+		e.currentSession().Close() // revokes the lease: this node's GPUs leave at once
 		err = e.cli.Close()
 	})
 	return err
@@ -280,7 +290,7 @@ func (t *etcdTx) Put(bucket, key, value []byte) error {
 
 func (t *etcdTx) PutEphemeral(bucket, key, value []byte) error {
 	k := t.e.key(bucket, key)
-	return t.write(k, clientv3.OpPut(k, string(value), clientv3.WithLease(t.e.session.Lease())), value, false)
+	return t.write(k, clientv3.OpPut(k, string(value), clientv3.WithLease(t.e.currentSession().Lease())), value, false)
 }
 
 func (t *etcdTx) Delete(bucket, key []byte) error {

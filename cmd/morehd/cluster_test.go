@@ -126,6 +126,11 @@ func TestClusterJobSpansNodes(t *testing.T) {
 	if env != "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7\nHIP_VISIBLE_DEVICES=0,1,2,3,4,5,6,7\nMOREH_DEVICE=2026\nMOREH_HOSTS=node-a,node-b\n" {
 		t.Errorf("env of a two-node job:\n%s", env)
 	}
+	run := exec.Command("bash", "../../scripts/moreh-run", "-i", "2026", "--", "printenv", "MOREH_HOSTS")
+	run.Env = append(os.Environ(), "MOREH_ROOT="+a.Mount)
+	if out, err := run.CombinedOutput(); err != nil || !strings.HasSuffix(string(out), "node-a,node-b\n") {
+		t.Errorf("moreh-run on a two-node job exports MOREH_HOSTS as %q (%v)", out, err)
+	}
 	bound := strings.Count(read(t, b.Path("pool")), " 2026 ")
 	if bound != 16 {
 		t.Errorf("the pool shows %d GPUs bound to 2026, want 16", bound)
@@ -232,4 +237,101 @@ func TestClusterEachNodeReadsItsOwnGPUs(t *testing.T) {
 	if !strings.Contains(metrics, `Hostname="node-a"`) {
 		t.Errorf("node a's metrics lack its own GPUs:\n%s", metrics)
 	}
+}
+
+// TestClusterStartsWithFirstMemberDown: morehd starts when any configured
+// member answers, not only the first, and serves writes.
+func TestClusterStartsWithFirstMemberDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster")
+	}
+	etcd := etcdtest.Start(t, 3)
+	etcd.Stop(0)
+	d := morehdtest.Start(t, "--store", "etcd", "--etcd-endpoints", strings.Join(etcd.Endpoints(), ","),
+		"--node", "node-a", "--gpus", "sim:2x64GB", "--etcd-lease-ttl", "2s")
+	if err := os.Mkdir(d.Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Fatalf("mkdir with the first member down: %v", err)
+	}
+}
+
+// TestClusterStoppedNodeIsFencedAndRejoins: a node SIGSTOPped past its
+// lease loses its GPUs from the pool and its job's device is free on the
+// other nodes; once it runs again it kills that job (fenced, with a line in
+// errors), registers its GPUs again and serves writes.
+func TestClusterStoppedNodeIsFencedAndRejoins(t *testing.T) {
+	c := startCluster(t)
+	a, b := c.nodes[0], c.nodes[1]
+	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	job := exec.Command("sleep", "600")
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { job.Wait(); close(exited) }()
+	t.Cleanup(func() { job.Process.Kill(); <-exited })
+	attach(t, a, "2026", job.Process.Pid)
+	nodeGPUs := func(d *morehdtest.Daemon, node string) int {
+		return strings.Count(read(t, d.Path("pool")), " "+node+" ")
+	}
+	if got := nodeGPUs(b, "node-a"); got != 8 {
+		t.Fatalf("node b sees %d of node a's GPUs, want 8", got)
+	}
+
+	if err := syscall.Kill(a.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	morehdtest.Eventually(t, 10*time.Second, "node a's GPUs leave the pool with its lease", func() bool {
+		return nodeGPUs(b, "node-a") == 0
+	})
+	morehdtest.Eventually(t, 5*time.Second, "the job on node a's GPU ends in the store", func() bool {
+		return read(t, b.Path("devices", "2026", "gpus")) == ""
+	})
+	if err := syscall.Kill(a.PID(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the job of the node that lost its lease still runs: it was not fenced\n%s", linesWith(a.Log(), "level=WARN", 20))
+	}
+	morehdtest.Eventually(t, 10*time.Second, "node a's GPUs are back in the pool", func() bool {
+		return nodeGPUs(b, "node-a") == 8
+	})
+	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Errorf("a write on node a after it rejoined: %v", err)
+	}
+	if errs := read(t, a.Path("tokens", "default", "errors")); !strings.Contains(errs, "fenced") {
+		t.Errorf("the fenced job's end is not in errors:\n%s", errs)
+	}
+	for _, want := range []string{"lost the store session", "job fenced", "store session renewed"} {
+		if !strings.Contains(a.Log(), want) {
+			t.Errorf("node a's log lacks %q", want)
+		}
+	}
+}
+
+// TestClusterQuorumLostAndHealed: two of three members down past the
+// lease; once they are back every node serves writes again and every GPU
+// is back in the pool.
+func TestClusterQuorumLostAndHealed(t *testing.T) {
+	c := startCluster(t)
+	c.etcd.Stop(1)
+	c.etcd.Stop(2)
+	ttlPassed := time.After(4 * time.Second) // the test's own clock: 2 × the 2 s lease
+	<-ttlPassed
+	for _, i := range []int{1, 2} {
+		if err := c.etcd.Restart(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range c.nodes {
+		morehdtest.Eventually(t, 20*time.Second, fmt.Sprintf("node %d serves writes again", i), func() bool {
+			return os.Mkdir(n.Path("devices", "Small.64GB"), 0o755) == nil
+		})
+	}
+	morehdtest.Eventually(t, 10*time.Second, "all 24 GPUs are back in the pool", func() bool {
+		return strings.Count(read(t, c.nodes[0].Path("pool")), "\n") == 24
+	})
 }

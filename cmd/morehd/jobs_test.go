@@ -92,7 +92,7 @@ func TestIdleTimeout(t *testing.T) {
 	if got := read(t, d.Path("current")); got != "2026\n" {
 		t.Errorf("current after the idle removal = %q, want 2026", got)
 	}
-	if !strings.Contains(d.Log(), `msg="idle device removed" token=default id=2027`) {
-		t.Errorf("the idle removal is not logged:\n%s", d.Log())
-	}
+	morehdtest.Eventually(t, 2*time.Second, "the idle removal is logged", func() bool {
+		return strings.Contains(d.Log(), `msg="idle device removed" token=default id=2027`)
+	})
 }

@@ -110,8 +110,16 @@ func listTokens(mount string, stdout io.Writer) error {
 	return nil
 }
 
-// reason is the daemon's sentence for the last admin failure, from the
-// errors file of the caller's token.
+// ownThread reports whether tid is a thread of this process.
+func ownThread(tid string) bool {
+	_, err := os.Stat(filepath.Join("/proc/self/task", tid))
+	return tid != "" && !strings.Contains(tid, "/") && err == nil
+}
+
+// reason is the daemon's sentence for this process's last admin failure,
+// from the errors file of the caller's token: lines are
+// "<time> pid=<tid> uid=<uid> <op> <path>: <message>", and the tid is one
+// of this process's threads.
 func reason(mount string) string {
 	link, err := os.Readlink(filepath.Join(mount, "devices"))
 	if err != nil {
@@ -122,9 +130,11 @@ func reason(mount string) string {
 	if err != nil || len(lines) == 0 || lines[0] == "" {
 		return ""
 	}
-	last := lines[len(lines)-1]
-	if f := strings.SplitN(last, " ", 4); len(f) == 4 && strings.Contains(f[2], "admin/tokens/") {
-		return " (" + f[3] + ")"
+	for i := len(lines) - 1; i >= 0; i-- {
+		f := strings.SplitN(lines[i], " ", 6)
+		if len(f) == 6 && strings.Contains(f[4], "admin/tokens/") && ownThread(strings.TrimPrefix(f[1], "pid=")) {
+			return " (" + f[5] + ")"
+		}
 	}
 	return ""
 }

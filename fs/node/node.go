@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moreh-io/moreh/gpu"
@@ -31,11 +32,12 @@ type Config struct {
 
 // Runtime is one machine's share of the pool.
 type Runtime struct {
-	cfg     Config
-	reg     *store.Registry
-	sampler *gpu.Sampler
-	index   map[string]int // this node's GPUs: UUID → probe index
-	running sync.WaitGroup
+	cfg      Config
+	reg      *store.Registry
+	sampler  *gpu.Sampler
+	index    map[string]int              // this node's GPUs: UUID → probe index
+	lastJobs atomic.Pointer[[]store.Job] // this node's jobs as the supervisor saw them last
+	running  sync.WaitGroup
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -91,6 +93,7 @@ func poolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
 func (rt *Runtime) Start(ctx context.Context) {
 	rt.running.Go(func() { rt.sampler.Run(ctx) })
 	rt.running.Go(func() { rt.supervise(ctx) })
+	rt.running.Go(func() { rt.keepPlace(ctx) })
 }
 
 // Wait returns once everything Start began has stopped.

@@ -49,20 +49,22 @@ func (rt *Runtime) Round(ctx context.Context) {
 		log.Error("counting tokens", "err", err)
 	}
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
-		rt.assign(jobs)
+		rt.assign(ctx, jobs)
 	}
 }
 
 // assign tells a probe that cannot see processes by itself (the sim) which
 // of this node's GPUs each job process runs on, and the sampler whose names
 // to read.
-func (rt *Runtime) assign(jobs []store.Job) {
+func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 	var named []gpu.ProcID
+	var local []store.Job
 	assigned := map[int][]int{}
 	for _, j := range jobs {
 		if j.Node != rt.Node() && j.Node != "" {
 			continue // its processes are another machine's
 		}
+		local = append(local, j)
 		var gpus []int
 		for _, uuid := range j.GPUs {
 			if i, ok := rt.index[uuid]; ok {
@@ -78,6 +80,31 @@ func (rt *Runtime) assign(jobs []store.Job) {
 		a.Assign(assigned)
 	}
 	rt.sampler.NameProcesses(named)
+	if prev := rt.lastJobs.Swap(&local); prev != nil {
+		rt.fenceVanished(ctx, *prev, local)
+	}
+}
+
+// fenceVanished kills what still runs of a job of this node that the store
+// ended elsewhere (another node's reaper, when this one's lease lapsed): its
+// GPUs may be bound to another job already.
+// A process moved to another job meanwhile is that job's.
+func (rt *Runtime) fenceVanished(ctx context.Context, prev, cur []store.Job) {
+	held := map[store.Proc]bool{}
+	for _, c := range cur {
+		for _, p := range c.Procs {
+			held[p] = true
+		}
+	}
+	for _, j := range prev {
+		if slices.ContainsFunc(cur, func(c store.Job) bool { return c.ID == j.ID }) {
+			continue
+		}
+		j.Procs = slices.DeleteFunc(slices.Clone(j.Procs), func(p store.Proc) bool { return held[p] || !rt.cfg.Procs.Alive(procID(p)) })
+		if len(j.Procs) > 0 {
+			rt.fenceJob(ctx, j)
+		}
+	}
 }
 
 // procTable is the machine's processes as the registry's reaper asks for them.
