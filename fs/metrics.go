@@ -76,24 +76,31 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 		fbFree   = &metric{name: "DCGM_FI_DEV_FB_FREE", help: "Framebuffer memory free (in MiB)."}
 		gpuUtil  = &metric{name: "DCGM_FI_DEV_GPU_UTIL", help: "GPU utilization (in %)."}
 		gpuBound = &metric{name: "moreh_gpu_bound", help: "1 while the GPU is bound to a device's job."}
-		units    = &metric{name: "moreh_pool_units_total", help: "64 GB units of the whole pool."}
-		free     = &metric{name: "moreh_pool_units_free", help: "64 GB units not bound to a job."}
+		units    = &metric{name: "moreh_pool_units_total", help: "64 GB units of this node's GPUs."}
+		free     = &metric{name: "moreh_pool_units_free", help: "64 GB units of this node's GPUs not bound to a job."}
 	)
+	// Each node exports its own GPUs, and the token and device figures with
+	// its name, so that the series of every node of a cluster never collide.
+	node := t.Node.Node()
 	for _, name := range tokens {
 		v, err := t.Node.TokenStatus(ctx, name, 0)
 		if err != nil {
 			return err
 		}
-		tokDev.add(float64(len(v.Devices)), "token", name)
-		tokMax.add(float64(v.Token.MaxDevices), "token", name)
+		tokDev.add(float64(len(v.Devices)), "token", name, "node", node)
+		tokMax.add(float64(v.Token.MaxDevices), "token", name, "node", node)
 		for _, d := range v.Devices {
-			labels := []string{"token", name, "device", formatUint(d.ID), "model", d.Model}
-			devUsed.add(float64(d.Usage.UsedMiB), labels...)
+			labels := []string{"token", name, "device", formatUint(d.ID), "model", d.Model, "node", node}
 			devTotal.add(float64(d.Usage.TotalMiB), labels...)
 			running := 0.0
 			if d.Job.ID != 0 {
 				running = 1
-				devUtil.add(float64(d.Usage.Utilization), labels...)
+			}
+			if d.Job.ID == 0 || d.Job.Node == node || d.Job.Node == "" { // figures only where the job runs
+				devUsed.add(float64(d.Usage.UsedMiB), labels...)
+				if running == 1 {
+					devUtil.add(float64(d.Usage.Utilization), labels...)
+				}
 			}
 			devJob.add(running, labels...)
 		}
@@ -105,6 +112,9 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 		}
 		var total, unbound int
 		for _, g := range pool {
+			if g.Node != node {
+				continue // that node exports it
+			}
 			total += g.Units
 			device, bound := "", 0.0
 			if g.Job != 0 {
@@ -120,8 +130,8 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 				gpuUtil.add(float64(r.Utilization), labels...)
 			}
 		}
-		units.add(float64(total))
-		free.add(float64(unbound))
+		units.add(float64(total), "node", node)
+		free.add(float64(unbound), "node", node)
 	}
 	return writeMetrics(w, []*metric{devUsed, devTotal, devUtil, devJob, tokDev, tokMax, fbUsed, fbFree, gpuUtil, gpuBound, units, free})
 }

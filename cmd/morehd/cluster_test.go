@@ -1,6 +1,8 @@
 package main
 
 import (
+	"slices"
+
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
 	"github.com/moreh-io/moreh/store/etcdtest"
@@ -236,6 +241,34 @@ func TestClusterEachNodeReadsItsOwnGPUs(t *testing.T) {
 	}
 	if !strings.Contains(metrics, `Hostname="node-a"`) {
 		t.Errorf("node a's metrics lack its own GPUs:\n%s", metrics)
+	}
+
+	// Every node's metrics together, as a Prometheus scraping each would
+	// store them: no series twice.
+	seen := map[string]string{}
+	for i, n := range c.nodes {
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(read(t, n.Path("metrics"))))
+		if err != nil {
+			t.Fatalf("node %d's metrics do not parse: %v", i, err)
+		}
+		for name, f := range families {
+			for _, m := range f.Metric {
+				var labels []string
+				for _, l := range m.Label {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				slices.Sort(labels)
+				series := name + "{" + strings.Join(labels, ",") + "}"
+				if other, dup := seen[series]; dup {
+					t.Errorf("%s is exported by %s and node %d", series, other, i)
+				}
+				seen[series] = fmt.Sprint("node ", i)
+			}
+		}
+	}
+	if len(seen) < 3*8 {
+		t.Errorf("only %d series over three nodes of 8 GPUs", len(seen))
 	}
 }
 
