@@ -1,6 +1,7 @@
-// Package etcdtest runs a real etcd cluster (go.etcd.io/etcd/server/v3
-// embed) inside a test process, on loopback ports, for the etcd backend's
-// tests.
+// Package etcdtest runs a real etcd cluster on loopback ports for tests:
+// as etcd server processes where a binary is installed (Debian's
+// etcd-server, see ProcessBinary), else inside the test process
+// (go.etcd.io/etcd/server/v3/embed).
 package etcdtest
 
 import (
@@ -22,14 +23,17 @@ type Cluster struct {
 	names   []string
 	peers   []string // peer URLs by member
 	clients []string // client URLs by member
+	bin     string   // the etcd binary of process members; "" for embedded ones
 	mu      sync.Mutex
-	members []*embed.Etcd // nil while a member is stopped
+	members []*embed.Etcd // embedded members; nil while one is stopped
+	procs   []*member     // process members; nil while one is stopped
 }
 
-// Start runs an n-member cluster until the test ends.
+// Start runs an n-member cluster until the test ends, of processes when
+// ProcessBinary finds etcd.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c, err := StartIn(t.TempDir(), n)
+	c, err := startIn(t.TempDir(), n, ProcessBinary())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +43,10 @@ func Start(t testing.TB, n int) *Cluster {
 
 // StartIn runs an n-member cluster with its data in dir, for TestMain;
 // StopAll ends it.
-func StartIn(dir string, n int) (*Cluster, error) {
-	c := &Cluster{dir: dir, members: make([]*embed.Etcd, n)}
+func StartIn(dir string, n int) (*Cluster, error) { return startIn(dir, n, "") }
+
+func startIn(dir string, n int, bin string) (*Cluster, error) {
+	c := &Cluster{dir: dir, bin: bin, members: make([]*embed.Etcd, n), procs: make([]*member, n)}
 	for i := range n {
 		c.names = append(c.names, fmt.Sprintf("m%d", i))
 		peer, err := freeAddr()
@@ -80,7 +86,18 @@ func (c *Cluster) StopAll() {
 // Endpoints are the members' client URLs.
 func (c *Cluster) Endpoints() []string { return append([]string(nil), c.clients...) }
 
+// Version says what serves: "etcd <binary>" for processes, else "embedded".
+func (c *Cluster) Version() string {
+	if c.bin != "" {
+		return "etcd " + c.bin
+	}
+	return "embedded"
+}
+
 func (c *Cluster) start(i int, state string) error {
+	if c.bin != "" {
+		return c.startProcess(i, state)
+	}
 	cfg := embed.NewConfig()
 	cfg.Name = c.names[i]
 	cfg.Dir = filepath.Join(c.dir, c.names[i])
@@ -120,11 +137,14 @@ func (c *Cluster) start(i int, state string) error {
 // Stop stops member i (a no-op when it is stopped).
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
-	e := c.members[i]
-	c.members[i] = nil
+	e, m := c.members[i], c.procs[i]
+	c.members[i], c.procs[i] = nil, nil
 	c.mu.Unlock()
 	if e != nil {
 		e.Close()
+	}
+	if m != nil {
+		m.kill()
 	}
 }
 
