@@ -393,3 +393,13 @@ func (r *Registry) DeviceBinding(ctx context.Context, token string, id uint64) (
 	})
 	return d, job, bound, ioError(err)
 }
+
+// JobRunning reports whether job id still runs, from a fresh snapshot.
+func (r *Registry) JobRunning(ctx context.Context, id uint64) (bool, error) {
+	var found bool
+	err := r.eng.View(ctx, func(tx Tx) error {
+		found = tx.Get(bucketJobs, u64(id)) != nil
+		return nil
+	})
+	return found, ioError(err)
+}

@@ -368,3 +368,61 @@ func TestClusterQuorumLostAndHealed(t *testing.T) {
 		return strings.Count(read(t, c.nodes[0].Path("pool")), "\n") == 24
 	})
 }
+
+// TestClusterPartitionedNodeIsFencedAndRejoins: node a reaches etcd only
+// through proxies that turn into a blackhole (connections accepted, nothing
+// answered). Its lease lapses: its GPUs leave the pool, its job is killed
+// (fenced); once the partition heals it registers its GPUs again and serves
+// writes.
+func TestClusterPartitionedNodeIsFencedAndRejoins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster")
+	}
+	etcd := etcdtest.Start(t, 3)
+	var proxies []*blackholeProxy
+	var viaProxy []string
+	for _, ep := range etcd.Endpoints() {
+		p := startProxy(t, strings.TrimPrefix(ep, "http://"))
+		proxies = append(proxies, p)
+		viaProxy = append(viaProxy, p.Addr())
+	}
+	args := func(endpoints []string, node string) []string {
+		return []string{"--store", "etcd", "--etcd-endpoints", strings.Join(endpoints, ","), "--node", node,
+			"--gpus", "sim:4x64GB", "--etcd-lease-ttl", "2s"}
+	}
+	a := morehdtest.Start(t, args(viaProxy, "node-a")...)
+	b := morehdtest.Start(t, args(etcd.Endpoints(), "node-b")...)
+	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	job := exec.Command("sleep", "600")
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { job.Wait(); close(exited) }()
+	t.Cleanup(func() { job.Process.Kill(); <-exited })
+	attach(t, a, "2026", job.Process.Pid)
+	nodeGPUs := func(node string) int { return strings.Count(read(t, b.Path("pool")), " "+node+" ") }
+
+	for _, p := range proxies {
+		p.Blackhole()
+	}
+	morehdtest.Eventually(t, 10*time.Second, "node a's GPUs leave the pool with its lease", func() bool {
+		return nodeGPUs("node-a") == 0
+	})
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the partitioned node's job still runs: it was not fenced\n%s", linesWith(a.Log(), "level=WARN", 20))
+	}
+	for _, p := range proxies {
+		p.Heal()
+	}
+	morehdtest.Eventually(t, 15*time.Second, "node a's GPUs are back in the pool", func() bool {
+		return nodeGPUs("node-a") == 4
+	})
+	morehdtest.Eventually(t, 10*time.Second, "node a serves writes again", func() bool {
+		return os.Mkdir(a.Path("devices", "Small.64GB"), 0o755) == nil
+	})
+}

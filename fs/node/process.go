@@ -37,6 +37,7 @@ func (rt *Runtime) Attach(ctx context.Context, caller Caller, token string, id u
 	if err != nil {
 		return job, err
 	}
+	rt.noteJob(job)
 	rt.cfg.Log.Info("process attached", "token", token, "device", id, "job", job.ID, "pid", pid, "gpus", len(job.GPUs))
 	rt.sampler.Kick()
 	return job, nil

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -61,4 +62,20 @@ func (rt *Runtime) fenceJob(ctx context.Context, j store.Job) {
 	why := store.Errorf(store.KindIO, "Job %d was ended (fenced): this node lost its place in the pool, and its GPUs may serve another job.", j.ID)
 	rt.reg.Errors.Add(j.Token, store.Caller{}, "fence", "tokens/"+j.Token+"/devices/"+strconv.FormatUint(j.Device, 10), why)
 	rt.cfg.Log.Warn("job fenced: its GPUs left the pool with the lease", "job", j.ID, "token", j.Token, "device", j.Device)
+}
+
+// noteJob adds a job just attached here to the ones the supervisor saw, so
+// that a lease lost before its next round still fences it.
+func (rt *Runtime) noteJob(job store.Job) {
+	for {
+		old := rt.lastJobs.Load()
+		var jobs []store.Job
+		if old != nil {
+			jobs = slices.DeleteFunc(slices.Clone(*old), func(j store.Job) bool { return j.ID == job.ID })
+		}
+		jobs = append(jobs, job)
+		if rt.lastJobs.CompareAndSwap(old, &jobs) {
+			return
+		}
+	}
 }

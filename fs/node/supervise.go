@@ -101,7 +101,12 @@ func (rt *Runtime) fenceVanished(ctx context.Context, prev, cur []store.Job) {
 			continue
 		}
 		j.Procs = slices.DeleteFunc(slices.Clone(j.Procs), func(p store.Proc) bool { return held[p] || !rt.cfg.Procs.Alive(procID(p)) })
-		if len(j.Procs) > 0 {
+		if len(j.Procs) == 0 {
+			continue
+		}
+		// cur may predate an attach that noted j: only a fresh read that
+		// finds no j ends it.
+		if running, err := rt.reg.JobRunning(ctx, j.ID); err == nil && !running {
 			rt.fenceJob(ctx, j)
 		}
 	}
