@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,4 +42,21 @@ func openTestEngine(path string) (Engine, error) {
 		return OpenBolt(path, time.Second)
 	}
 	return OpenEtcd(ctx, EtcdConfig{Endpoints: etcdCluster.Endpoints(), Prefix: path, LeaseTTL: 5 * time.Second})
+}
+
+// TestTooManyGPUsForOneTransaction: on etcd, a node whose GPUs do not fit
+// the server's --max-txn-ops fails with a message that names that flag.
+func TestTooManyGPUsForOneTransaction(t *testing.T) {
+	if etcdCluster == nil {
+		t.Skip("etcd only (MOREH_STORE_BACKEND=etcd)")
+	}
+	reg, _ := openTestRegistry(t, Options{Node: "big"})
+	gpus := make([]PoolGPU, 5000) // the test cluster allows 4096 operations
+	for i := range gpus {
+		gpus[i] = PoolGPU{UUID: fmt.Sprintf("GPU-%05d", i), Index: i, Units: 1, MemoryMiB: UnitMiB}
+	}
+	_, err := reg.SetPool(t.Context(), gpus)
+	if err == nil || !strings.Contains(err.Error(), "--max-txn-ops") {
+		t.Fatalf("SetPool of 5000 GPUs = %v, want a failure naming --max-txn-ops", err)
+	}
 }
