@@ -70,7 +70,8 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (Engine, error) {
 		cli.Close()
 		return nil, fmt.Errorf("etcd at %v does not answer: %w", cfg.Endpoints, err)
 	}
-	session, err := newSession(cli, cfg.LeaseTTL, cfg.Timeout)
+	// A cluster that just lost a member may be electing a leader: be patient.
+	session, err := newSession(cli, cfg.LeaseTTL, 3*cfg.Timeout)
 	if err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd: grant this node's lease: %w", err)

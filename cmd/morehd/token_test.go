@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -93,7 +94,7 @@ func TestMetricsAddr(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != file {
 		t.Errorf("HTTP metrics (%d) differ from the metrics file:\n%s\n---\n%s", resp.StatusCode, body, file)
 	}
-	if !strings.Contains(file, `moreh_device_memory_total_mib{token="default",device="2026",model="Small.64GB"} 65520`) {
+	if !regexp.MustCompile(`(?m)^moreh_device_memory_total_mib\{token="default",device="2026",model="Small.64GB",node="[^"]+"\} 65520$`).MatchString(file) {
 		t.Errorf("metrics lack the device:\n%s", file)
 	}
 }
