@@ -1,9 +1,11 @@
 package store
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestOwnerOf(t *testing.T) {
@@ -144,5 +146,45 @@ func TestOwnerChangesFromElsewhere(t *testing.T) {
 	}
 	if got, err := reg.TokenOwner(ctx, "alice"); err != nil || got != (Owner{UID: 1001, Uniform: true}) {
 		t.Errorf("TokenOwner(alice) = %+v, %v", got, err)
+	}
+}
+
+// TestFollowOthers: on etcd, a token created and bound through another node
+// reaches this registry through the engine's watch, with no refresh called:
+// the hook fires and tokens become per-uid.
+func TestFollowOthers(t *testing.T) {
+	if etcdCluster == nil {
+		t.Skip("etcd only: bbolt has one writer")
+	}
+	ctx := t.Context()
+	opts := Options{Key: []byte("a test key of thirty-two bytes!!")}
+	reg, path := openTestRegistry(t, opts)
+	fired := make(chan []string, 16)
+	reg.OnOwnerChange(func(tokens []string) { fired <- slices.Clone(tokens) })
+	follow, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { reg.FollowOthers(follow); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	other := openRegistryAt(t, path, opts)
+	_, secret, err := other.CreateToken(ctx, "alice", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Bind(ctx, 1001, secret); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for sawAlice := false; ; {
+		if got, err := reg.TokenOwner(ctx, "alice"); sawAlice && err == nil && got == (Owner{UID: 1001, Uniform: true}) && reg.tokensEnabled() {
+			break
+		}
+		select {
+		case tokens := <-fired:
+			sawAlice = sawAlice || slices.Contains(tokens, "alice")
+		case <-deadline:
+			got, err := reg.TokenOwner(ctx, "alice")
+			t.Fatalf("the other node's bind never arrived: owner %+v, %v; tokens enabled %v", got, err, reg.tokensEnabled())
+		}
 	}
 }

@@ -89,11 +89,13 @@ func poolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
 	return out
 }
 
-// Start runs the sampler and the job supervisor until ctx ends; Wait joins them.
+// Start runs the sampler, the job supervisor, and the followers of the
+// store's session and of other nodes' changes until ctx ends; Wait joins them.
 func (rt *Runtime) Start(ctx context.Context) {
 	rt.running.Go(func() { rt.sampler.Run(ctx) })
 	rt.running.Go(func() { rt.supervise(ctx) })
 	rt.running.Go(func() { rt.keepPlace(ctx) })
+	rt.running.Go(func() { rt.reg.FollowOthers(ctx) })
 }
 
 // Wait returns once everything Start began has stopped.

@@ -10,8 +10,9 @@ import (
 )
 
 // supervise checks jobs every ReapEvery (first at once, which releases the
-// jobs that died while the daemon was down), removes idle devices, and
-// refreshes what the registry keeps of every token, until ctx ends.
+// jobs that died while the daemon was down) and removes idle devices, until
+// ctx ends. What other nodes change of tokens reaches the registry through
+// FollowOthers, not by polling.
 func (rt *Runtime) supervise(ctx context.Context) {
 	t := time.NewTicker(rt.cfg.ReapEvery)
 	defer t.Stop()
@@ -25,8 +26,8 @@ func (rt *Runtime) supervise(ctx context.Context) {
 	}
 }
 
-// Round is one pass of the supervisor: reap, remove idle devices, refresh
-// tokens, then tell the probe and the sampler which processes run where.
+// Round is one pass of the supervisor: reap, remove idle devices, then tell
+// the probe and the sampler which processes run where.
 func (rt *Runtime) Round(ctx context.Context) {
 	log := rt.cfg.Log
 	ended, err := rt.reg.Reap(ctx, procTable{rt.cfg.Procs})
@@ -44,9 +45,6 @@ func (rt *Runtime) Round(ctx context.Context) {
 		for _, d := range removed {
 			log.Info("idle device removed", "token", d.Token, "id", d.ID, "idle_timeout", rt.cfg.IdleTimeout)
 		}
-	}
-	if err := rt.reg.RefreshTokens(ctx); err != nil && ctx.Err() == nil {
-		log.Error("counting tokens", "err", err)
 	}
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
 		rt.assign(ctx, jobs)
