@@ -13,6 +13,7 @@ import (
 // metric is one family of the Prometheus text exposition.
 type metric struct {
 	name, help string
+	counter    bool // else a gauge
 	samples    []sample
 }
 
@@ -42,7 +43,11 @@ func writeMetrics(w io.Writer, families []*metric) error {
 		if len(m.samples) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", m.name, m.help, m.name)
+		typ := "gauge"
+		if m.counter {
+			typ = "counter"
+		}
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, typ)
 		for _, s := range m.samples {
 			b.WriteString(m.name + s.labels + " " + strconv.FormatFloat(s.value, 'g', -1, 64) + "\n")
 		}
@@ -72,6 +77,7 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 		devJob   = &metric{name: "moreh_device_job_running", help: "1 while a job runs on the device."}
 		tokDev   = &metric{name: "moreh_token_devices", help: "Devices the token holds."}
 		tokMax   = &metric{name: "moreh_token_max_devices", help: "The token's device limit."}
+		tokUsed  = &metric{name: "moreh_token_unit_seconds_total", help: "GPU units times the seconds the token's ended jobs held them.", counter: true}
 		fbUsed   = &metric{name: "DCGM_FI_DEV_FB_USED", help: "Framebuffer memory used (in MiB)."}
 		fbFree   = &metric{name: "DCGM_FI_DEV_FB_FREE", help: "Framebuffer memory free (in MiB)."}
 		gpuUtil  = &metric{name: "DCGM_FI_DEV_GPU_UTIL", help: "GPU utilization (in %)."}
@@ -89,6 +95,7 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 		}
 		tokDev.add(float64(len(v.Devices)), "token", name, "node", node)
 		tokMax.add(float64(v.Token.MaxDevices), "token", name, "node", node)
+		tokUsed.add(float64(v.Token.UnitMillis)/1000, "token", name, "node", node)
 		for _, d := range v.Devices {
 			labels := []string{"token", name, "device", formatUint(d.ID), "model", d.Model, "node", node}
 			devTotal.add(float64(d.Usage.TotalMiB), labels...)
@@ -133,7 +140,7 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 		units.add(float64(total), "node", node)
 		free.add(float64(unbound), "node", node)
 	}
-	return writeMetrics(w, []*metric{devUsed, devTotal, devUtil, devJob, tokDev, tokMax, fbUsed, fbFree, gpuUtil, gpuBound, units, free})
+	return writeMetrics(w, []*metric{devUsed, devTotal, devUtil, devJob, tokDev, tokMax, tokUsed, fbUsed, fbFree, gpuUtil, gpuBound, units, free})
 }
 
 // MetricsHandler serves what /moreh/metrics shows root, for --metrics-addr.

@@ -19,7 +19,7 @@ type tokenDir struct {
 
 // tokenEntries are the names in a token's directory, in listing order; the
 // index+1 is the entry's inode offset.
-var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices"}
+var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices", "history", "history.json", "usage"}
 
 var _ = (fusefs.NodeLookuper)((*tokenDir)(nil))
 
@@ -51,6 +51,12 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, 0) })
 	case "errors":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.Registry.Errors.Render(token), nil })
+	case "history":
+		return ro(d.renderHistory)
+	case "history.json":
+		return ro(d.renderHistoryJSON)
+	case "usage":
+		return ro(d.renderUsage)
 	}
 	return &devicesDir{fixedDir: fixedDir{t: t}, token: token}, fuse.S_IFDIR | 0o700
 }
@@ -59,7 +65,11 @@ var _ = (fusefs.NodeReaddirer)((*tokenDir)(nil))
 
 func (d *tokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	list := entries(fuse.S_IFREG, tokenEntries...)
-	list[len(list)-1].Mode = fuse.S_IFDIR
+	for i := range list {
+		if list[i].Name == "devices" {
+			list[i].Mode = fuse.S_IFDIR
+		}
+	}
 	return fusefs.NewListDirStream(list), 0
 }
 

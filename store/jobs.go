@@ -43,7 +43,7 @@ func (r *Registry) SetPool(ctx context.Context, gpus []PoolGPU) (ended []uint64,
 		}
 		for _, uuid := range gone {
 			if job := fromU64(tx.Get(bucketBindings, []byte(uuid))); job != 0 {
-				if err := endJob(tx, job, r.now()); err != nil {
+				if err := r.endJob(tx, job, EndFenced); err != nil {
 					return err
 				}
 				ended = append(ended, job)
@@ -181,7 +181,7 @@ func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64) error {
 	})
 	for _, j := range others {
 		if j.Procs = slices.DeleteFunc(j.Procs, func(p Proc) bool { return p == proc }); len(j.Procs) == 0 {
-			err = endJob(tx, j.ID, r.now())
+			err = r.endJob(tx, j.ID, EndExit) // its processes moved to another job
 		} else {
 			err = putJSON(tx, bucketJobs, u64(j.ID), j)
 		}
@@ -306,15 +306,34 @@ func (r *Registry) Jobs(ctx context.Context) ([]Job, error) {
 	return jobs, ioError(err)
 }
 
-// EndJob ends a job: its GPUs go back to the pool and its device is idle.
-func (r *Registry) EndJob(ctx context.Context, id uint64) error {
-	return ioError(r.eng.Update(ctx, func(tx Tx) error { return endJob(tx, id, r.now()) }))
+// MarkEnding records why job id is being stopped (a reset), so that its
+// history says so however its end is noticed.
+func (r *Registry) MarkEnding(ctx context.Context, id uint64, reason EndReason) error {
+	return ioError(r.eng.Update(ctx, func(tx Tx) error {
+		j, err := loadJob(tx, id)
+		if err != nil {
+			return err
+		}
+		j.Ending = reason
+		return putJSON(tx, bucketJobs, u64(id), j)
+	}))
 }
 
-func endJob(tx Tx, id uint64, now time.Time) error {
+// EndJob ends a job: its GPUs go back to the pool and its device is idle.
+func (r *Registry) EndJob(ctx context.Context, id uint64, reason EndReason) error {
+	return ioError(r.eng.Update(ctx, func(tx Tx) error { return r.endJob(tx, id, reason) }))
+}
+
+// endJob releases a job's GPUs, frees its device and records it in its
+// token's history, with the reason it was being stopped for if any.
+func (r *Registry) endJob(tx Tx, id uint64, reason EndReason) error {
+	now := r.now()
 	j, err := loadJob(tx, id)
 	if err != nil {
 		return err
+	}
+	if j.Ending != "" {
+		reason = j.Ending
 	}
 	for _, uuid := range j.GPUs {
 		if fromU64(tx.Get(bucketBindings, []byte(uuid))) == id {
@@ -331,6 +350,9 @@ func endJob(tx Tx, id uint64, now time.Time) error {
 		if err := putJSON(tx, bucketDevices, u64(d.ID), d); err != nil {
 			return err
 		}
+	}
+	if err := r.recordHistory(tx, j, d.Model, reason, now); err != nil {
+		return err
 	}
 	return tx.Delete(bucketJobs, u64(id))
 }

@@ -39,7 +39,7 @@ func (r *Registry) Reap(ctx context.Context, pt ProcessTable) ([]Job, error) {
 	for _, j := range jobs {
 		if slices.ContainsFunc(j.GPUs, func(uuid string) bool { return !inPool[uuid] }) {
 			// A GPU left the pool with its node: the job cannot go on.
-			if err := r.EndJob(ctx, j.ID); err != nil && KindOf(err) != KindNoProcess {
+			if err := r.EndJob(ctx, j.ID, EndFenced); err != nil && KindOf(err) != KindNoProcess {
 				return ended, err
 			}
 			ended = append(ended, j)
@@ -91,7 +91,7 @@ func (r *Registry) updateJobProcs(ctx context.Context, id uint64, dead, born []P
 			}
 		}
 		if ended = len(procs) == 0; ended {
-			return endJob(tx, id, r.now())
+			return r.endJob(tx, id, EndExit)
 		}
 		j.Procs = procs
 		return putJSON(tx, bucketJobs, u64(id), j)

@@ -15,6 +15,7 @@ type Token struct {
 	SecretHash []byte `json:"secret_hash"` // sha256 of the secret; empty for the open default token
 	Nonce      []byte `json:"nonce"`       // with the node key, derives the secret (see secrets.go)
 	UIDs       []int  `json:"uids"`        // the users bound to it
+	UnitMillis uint64 `json:"unit_millis"` // GPU units × milliseconds its ended jobs held
 }
 
 // Device is one virtual accelerator of a token.
@@ -54,6 +55,7 @@ type Job struct {
 	Procs   []Proc    `json:"procs"`
 	GPUs    []string  `json:"gpus"` // UUIDs, bound for as long as the job runs
 	Started time.Time `json:"started"`
+	Ending  EndReason `json:"ending,omitempty"` // why it is being stopped (a reset under way), for its history
 }
 
 // ModelInfo returns the catalogue entry of the device's model.

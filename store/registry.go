@@ -17,6 +17,7 @@ type Options struct {
 	Key          []byte // the node key that token secrets derive from (LoadKey)
 	SharedSecret string // --token-file: the default token's secret, and every caller bound to it
 	Node         string // this machine's name in the pool; default "local"
+	HistoryKeep  int    // ended jobs kept per token; default 1000
 }
 
 // Registry holds tokens and their devices and enforces every rule on them.
@@ -27,8 +28,9 @@ type Registry struct {
 	Errors *ErrorLog
 	now    func() time.Time
 
-	secretTokens atomic.Int64 // tokens with a secret: when 0 every caller shares the default token
-	owners       owners       // each token's Owner, to tell the tree which changed
+	secretTokens atomic.Int64                                // tokens with a secret: when 0 every caller shares the default token
+	owners       owners                                      // each token's Owner, to tell the tree which changed
+	figures      atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
 }
 
 // Open prepares the registry on eng: the default token exists with the
@@ -45,6 +47,9 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	}
 	if opts.Node == "" {
 		opts.Node = "local"
+	}
+	if opts.HistoryKeep == 0 {
+		opts.HistoryKeep = 1000
 	}
 	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
 	err := eng.Update(ctx, func(tx Tx) error {

@@ -13,13 +13,14 @@ var (
 	bucketJobs         = []byte("jobs")          // u64(job id) → Job (JSON)
 	bucketUIDs         = []byte("uids")          // u64(uid) → token name: who is bound to which token
 	bucketSecrets      = []byte("secrets")       // sha256(secret) → token name
+	bucketHistory      = []byte("history")       // token name, 0, u64(job id) → HistoryEntry (JSON): ended jobs
 
 	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
 	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
 	keyNextJobID    = []byte("next_job_id")    // u64: the next job id
 	keySchema       = []byte("schema_version") // u64: the layout of what is stored (schemaVersion)
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets, bucketHistory}
 )
 
 // schemaVersion is the layout this binary reads and writes; a store written

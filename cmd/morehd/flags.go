@@ -21,6 +21,7 @@ type config struct {
 	gpus        string
 	maxDevices  int
 	firstID     uint64
+	historyKeep int
 	allowOther  bool
 	readyFD     int
 	debug       bool
@@ -53,6 +54,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto (nvml, then amdgpu, else sim), nvml, amdgpu, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
 	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
 	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
+	f.IntVar(&c.historyKeep, "history-keep", 1000, "ended jobs kept in each token's history")
 	f.Uint64Var(&c.unitMiB, "unit-mib", store.UnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
 	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
@@ -85,6 +87,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return c, errHelp
 	case f.NArg() > 0:
 		return c, fmt.Errorf("unexpected argument %q: morehd takes only flags", f.Arg(0))
+	case c.historyKeep < 1:
+		return c, fmt.Errorf("--history-keep must be at least 1, not %d", c.historyKeep)
 	case c.maxDevices < 1:
 		return c, fmt.Errorf("--max-devices must be at least 1, not %d", c.maxDevices)
 	case c.store != "bolt" && c.store != "etcd":

@@ -148,7 +148,7 @@ func openRegistry(ctx context.Context, cfg config, eng store.Engine) (*store.Reg
 	if err != nil {
 		return nil, err
 	}
-	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
+	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node, HistoryKeep: cfg.historyKeep})
 	if err != nil {
 		return nil, fmt.Errorf("open the state: %w", err)
 	}

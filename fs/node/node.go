@@ -37,6 +37,7 @@ type Runtime struct {
 	sampler  *gpu.Sampler
 	index    map[string]int              // this node's GPUs: UUID → probe index
 	lastJobs atomic.Pointer[[]store.Job] // this node's jobs as the supervisor saw them last
+	figures  jobFigures                  // what the sampler saw of each local job
 	running  sync.WaitGroup
 }
 
@@ -64,6 +65,7 @@ func New(cfg Config) *Runtime {
 	for _, g := range cfg.Probe.GPUs() {
 		rt.index[g.UUID] = g.Index
 	}
+	rt.reg.OnJobFigures(rt.figures.of)
 	return rt
 }
 

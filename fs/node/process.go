@@ -66,8 +66,14 @@ func (rt *Runtime) Reset(ctx context.Context, caller Caller, token string, id ui
 		}
 	}
 	ctx = context.WithoutCancel(ctx) // a reset once begun ends the job, whoever stops waiting
+	if err := rt.reg.MarkEnding(ctx, job.ID, store.EndReset); err != nil {
+		if store.KindOf(err) == store.KindNoProcess {
+			return nil // it ended meanwhile
+		}
+		return err
+	}
 	rt.cfg.Procs.Terminate(ctx, procIDs(job.Procs), rt.cfg.ResetGrace)
-	err = rt.reg.EndJob(ctx, job.ID)
+	err = rt.reg.EndJob(ctx, job.ID, store.EndReset)
 	if store.KindOf(err) == store.KindNoProcess {
 		err = nil // the supervisor saw it end first
 	}

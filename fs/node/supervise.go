@@ -78,6 +78,7 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 		a.Assign(assigned)
 	}
 	rt.sampler.NameProcesses(named)
+	rt.figures.observe(rt, rt.sampler.Latest(), local)
 	if prev := rt.lastJobs.Swap(&local); prev != nil {
 		rt.fenceVanished(ctx, *prev, local)
 	}
