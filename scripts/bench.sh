@@ -18,7 +18,7 @@
 # (the table says); 1 when a benchmark failed to run or to report; 2 usage.
 # Needs root (the benchmarks mount FUSE with mount(2)) and /dev/fuse.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 count=${COUNT:-5}         # runs of each benchmark; the table shows medians
 benchtime=${BENCHTIME:-0.5s}
@@ -142,7 +142,7 @@ for file in current usage status status.json; do
 		name=BenchmarkRead/$file/$root
 		ns=$(get "$name" ns/op)
 		p99=$(get "$name" p99-ns)
-		target= res=
+		target='' res=''
 		case $root in
 		tree10k)
 			target="median <= 1.5x go-fuse"
