@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "morehd: %v\nRun 'morehd --help' for usage.\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(cfg, stderr)
 	if err := serve(cfg, log); err != nil {
 		// One line, whatever a library's message holds: each names its fix.
 		fmt.Fprintf(stderr, "morehd: %s\n", strings.TrimSpace(strings.NewReplacer("\r", " ", "\n", " ").Replace(err.Error())))
