@@ -185,8 +185,9 @@ func TestInstallBuilds(t *testing.T) {
 	for _, s := range info.Settings {
 		settings[s.Key] = s.Value
 	}
-	if settings["-trimpath"] != "true" || settings["-ldflags"] != "-s -w" {
-		t.Errorf("the installed morehd was built with -trimpath=%q -ldflags=%q, want true and \"-s -w\"", settings["-trimpath"], settings["-ldflags"])
+	// (With -trimpath, go records no -ldflags: they may hold paths.)
+	if settings["-trimpath"] != "true" {
+		t.Errorf("the installed morehd was built with -trimpath=%q, want true", settings["-trimpath"])
 	}
 	if bin, err := elf.Open(morehd); err != nil {
 		t.Error(err)

@@ -114,6 +114,7 @@ func serve(cfg config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signalReady(cfg.readyFD, log)
+	defer notifySystemd(ctx, cfg.mount, log)() // watchdog pings, STOPPING=1 (systemd.go)
 	done := make(chan struct{})
 	go func() { mount.Wait(); close(done) }()
 	select {
