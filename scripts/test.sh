@@ -118,6 +118,9 @@ clear_stale_runs
 moreh_go_env scripts/test.sh
 
 run_dir=$(mktemp -d "${run_prefix}XXXXXX")
+# Tests run shims as other users on mounts in there: they may pass through
+# (as through /tmp), not list it.
+chmod 0711 "$run_dir"
 echo "$$ $(starttime $$)" >"$run_dir/$marker"
 trap 'remove_run "$run_dir"' EXIT
 export TMPDIR=$run_dir GOTMPDIR=$run_dir
