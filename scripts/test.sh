@@ -73,8 +73,9 @@ starttime() {
 # under DIR and detaches them, deepest first: a test binary that died while
 # its own mount was busy would wait on it for ever.
 clear_mounts() {
-	[[ -d /sys/fs/fuse/connections ]] && ! mountpoint -q /sys/fs/fuse/connections &&
-		mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null
+	if [[ -d /sys/fs/fuse/connections ]] && ! mountpoint -q /sys/fs/fuse/connections; then
+		mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
+	fi
 	# mountinfo: id parent major:minor root mountpoint ... - fstype source
 	awk -v dir="$1" '$5 == dir || index($5, dir "/") == 1 {
 		for (i = 7; i <= NF; i++) if ($i == "-") break
@@ -123,6 +124,8 @@ run_dir=$(mktemp -d "${run_prefix}XXXXXX")
 chmod 0711 "$run_dir"
 echo "$$ $(starttime $$)" >"$run_dir/$marker"
 trap 'remove_run "$run_dir"' EXIT
+trap 'exit 130' INT # so that the EXIT trap runs; a SIGKILLed run's
+trap 'exit 143' TERM # directory is cleared by the next run
 export TMPDIR=$run_dir GOTMPDIR=$run_dir
 
 echo "== build, vet, shellcheck"
