@@ -33,7 +33,7 @@ Installs moreh on this machine (run it as root):
                      DESTDIR): files go to DIR/PREFIX/... and DIR/etc/...,
                      while the unit still names PREFIX/bin/morehd
   --binary PATH    install this morehd instead of building one (building
-                     needs Go on PATH)
+                     needs Go on PATH or in /usr/local/go/bin)
   -h, --help       this help
 
 Afterwards, as root:
@@ -128,9 +128,14 @@ main() {
 		[[ -f $binary && -x $binary ]] || die "--binary $binary is not an executable file."
 		cp -- "$binary" "$tmp/morehd"
 	else
-		command -v go >/dev/null || die "go is not on PATH: install Go, or pass --binary PATH."
-		say building "morehd (go build ./cmd/morehd)"
-		(cd -- "$SRC/.." && go build -o "$tmp/morehd" ./cmd/morehd) || die "go build failed."
+		# shellcheck source=scripts/goenv.sh
+		. "$SRC/goenv.sh"
+		moreh_go_env "$PROG" || die "pass --binary PATH, or install Go."
+		# -trimpath: no build paths in the binary; -s -w: no symbol table
+		# nor DWARF (a third of its size). The VCS revision stays
+		# (morehd --version).
+		say building "morehd (go build -trimpath -ldflags='-s -w' ./cmd/morehd)"
+		(cd -- "$SRC/.." && go build -trimpath -ldflags='-s -w' -o "$tmp/morehd" ./cmd/morehd) || die "go build failed."
 	fi
 
 	put 0755 "$tmp/morehd" "$bin/morehd"

@@ -2,6 +2,8 @@ package scripts_test
 
 import (
 	"bytes"
+	"debug/buildinfo"
+	"debug/elf"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -201,11 +203,34 @@ func TestInstallBuilds(t *testing.T) {
 	}
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	want(t, r, 0, r.stdout, "")
-	if !strings.HasPrefix(r.stdout, "building   morehd (go build ./cmd/morehd)\n") {
+	if !strings.HasPrefix(r.stdout, "building   morehd (go build -trimpath -ldflags='-s -w' ./cmd/morehd)\n") {
 		t.Errorf("install.sh printed\n%s", r.stdout)
 	}
 	morehd := filepath.Join(root, "usr", "bin", "morehd")
 	wantInstalled(t, root, "/usr", morehd)
+	// Built with -trimpath and stripped: no symbol table, no DWARF.
+	info, err := buildinfo.ReadFile(morehd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	// (With -trimpath, go records no -ldflags: they may hold paths.)
+	if settings["-trimpath"] != "true" {
+		t.Errorf("the installed morehd was built with -trimpath=%q, want true", settings["-trimpath"])
+	}
+	if bin, err := elf.Open(morehd); err != nil {
+		t.Error(err)
+	} else {
+		for _, name := range []string{".symtab", ".debug_info"} {
+			if bin.Section(name) != nil {
+				t.Errorf("the installed morehd has a %s section: not stripped", name)
+			}
+		}
+		bin.Close()
+	}
 	if out, err := exec.Command(morehd, "--version").Output(); err != nil || !strings.HasPrefix(string(out), "morehd ") {
 		t.Errorf("the installed morehd --version: %v %q", err, out)
 	}

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/moreh-io/moreh/store"
@@ -28,6 +32,8 @@ type config struct {
 	tokenFile   string
 	metricsAddr string
 	node        string
+	logFormat   string
+	logLevel    slog.Level
 
 	store         string
 	etcdEndpoints []string
@@ -72,6 +78,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
 	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
+	f.StringVar(&c.logFormat, "log-format", "text", "log lines on stderr as text (key=value) or json (one object a line)")
+	logLevel := f.String("log-level", "info", "least severe log lines shown: debug, info, warn or error")
 	help := f.BoolP("help", "h", false, "show this help")
 	version := f.Bool("version", false, "print the version")
 	if err := f.Parse(args); err != nil {
@@ -79,16 +87,22 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	}
 	switch {
 	case *help:
-		fmt.Fprintf(stdout, "Usage: morehd [flags]\n\nServes virtual accelerator devices as files under --mount.\n"+
+		fmt.Fprintf(stdout, "Usage: morehd [flags]\n       morehd token add|list|rm ... (morehd token --help)\n\n"+
+			"Serves virtual accelerator devices as files under --mount.\n"+
 			"Runs in the foreground; SIGINT or SIGTERM unmounts and exits.\n\nFlags:\n%s", f.FlagUsages())
 		return c, errHelp
 	case *version:
-		fmt.Fprintf(stdout, "morehd %s\n", Version)
+		info, _ := debug.ReadBuildInfo()
+		fmt.Fprint(stdout, versionText(info))
 		return c, errHelp
 	case f.NArg() > 0:
-		return c, fmt.Errorf("unexpected argument %q: morehd takes only flags", f.Arg(0))
+		return c, fmt.Errorf("unexpected argument %q: morehd takes only flags, or the subcommand token (morehd token --help)", f.Arg(0))
 	case c.historyKeep < 1:
 		return c, fmt.Errorf("--history-keep must be at least 1, not %d", c.historyKeep)
+	case c.logFormat != "text" && c.logFormat != "json":
+		return c, fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+	case c.logLevel.UnmarshalText([]byte(*logLevel)) != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(*logLevel)):
+		return c, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", *logLevel)
 	case c.maxDevices < 1:
 		return c, fmt.Errorf("--max-devices must be at least 1, not %d", c.maxDevices)
 	case c.store != "bolt" && c.store != "etcd":
@@ -111,6 +125,41 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return c, fmt.Errorf("--mount and --db must not be empty")
 	}
 	return c, nil
+}
+
+// newLogger is the daemon's logger on w, as --log-format and --log-level say.
+func newLogger(c config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.logLevel}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// versionText is what --version prints: the version, then the VCS revision
+// the binary was built from (vcs.revision, and "modified" when the checkout
+// had changes), then the Go toolchain.
+func versionText(info *debug.BuildInfo) string {
+	text := "morehd " + Version + "\n"
+	if info == nil {
+		return text + "revision unknown (no build information)\n"
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	switch rev := settings["vcs.revision"]; {
+	case rev == "":
+		text += "revision unknown (built outside a checkout, or with -buildvcs=false)\n"
+	case settings["vcs.modified"] == "true":
+		text += "revision " + rev + " (modified)\n"
+	default:
+		text += "revision " + rev + "\n"
+	}
+	if t := settings["vcs.time"]; t != "" {
+		text += "committed " + t + "\n"
+	}
+	return text + "built with " + info.GoVersion + "\n"
 }
 
 // defaultDB is /var/lib/moreh for root and the XDG state directory otherwise.

@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "morehd: %v\nRun 'morehd --help' for usage.\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(cfg, stderr)
 	if err := serve(cfg, log); err != nil {
 		// One line, whatever a library's message holds: each names its fix.
 		fmt.Fprintf(stderr, "morehd: %s\n", strings.TrimSpace(strings.NewReplacer("\r", " ", "\n", " ").Replace(err.Error())))
@@ -126,6 +126,7 @@ func serve(cfg config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	signalReady(cfg.readyFD, log)
+	defer notifySystemd(ctx, cfg.mount, log)() // watchdog pings, STOPPING=1 (systemd.go)
 	done := make(chan struct{})
 	go func() { mount.Wait(); close(done) }()
 	select {

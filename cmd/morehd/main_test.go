@@ -148,7 +148,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--no-such-flag"}, "morehd: unknown flag: --no-such-flag\nRun 'morehd --help' for usage.\n"},
 		{[]string{"--max-devices", "0"}, "morehd: --max-devices must be at least 1, not 0\nRun 'morehd --help' for usage.\n"},
 		{[]string{"--max-devices", "five"}, "morehd: invalid argument \"five\" for \"--max-devices\" flag: must be an integer\nRun 'morehd --help' for usage.\n"},
-		{[]string{"extra"}, "morehd: unexpected argument \"extra\": morehd takes only flags\nRun 'morehd --help' for usage.\n"},
+		{[]string{"extra"}, "morehd: unexpected argument \"extra\": morehd takes only flags, or the subcommand token (morehd token --help)\nRun 'morehd --help' for usage.\n"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runMorehd(t, c.args...)
@@ -173,7 +173,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("--help does not mention %s:\n%s", flag, stdout)
 		}
 	}
-	if code, stdout, _ := runMorehd(t, "--version"); code != 0 || stdout != "morehd "+Version+"\n" {
+	if code, stdout, _ := runMorehd(t, "--version"); code != 0 || !strings.HasPrefix(stdout, "morehd "+Version+"\nrevision ") {
 		t.Errorf("--version: %d %q", code, stdout)
 	}
 }

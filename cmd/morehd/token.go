@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,12 +16,25 @@ const tokenUsage = `Usage: morehd token add NAME [--max-devices N] [--mount DIR]
        morehd token rm NAME [--mount DIR]
 
 Administers the tokens of a running morehd through its admin/tokens files
-(root only). add prints the new token's secret: hand it to the user, who binds
+(root only). morehd token COMMAND --help shows one command's usage.
+add prints the new token's secret: hand it to the user, who binds
 with  echo SECRET > /moreh/token  or by putting it in ~/.moreh/token.
 rm refuses while the token still has devices.
 `
 
-// runToken is "morehd token …": a thin client of admin/tokens/.
+// tokenCommands are the subcommands of "morehd token": their usage line
+// and the number of arguments each takes.
+var tokenCommands = map[string]struct {
+	usage string
+	args  int
+}{
+	"add":  {"morehd token add NAME [--max-devices N] [--mount DIR]\n\nCreates the token NAME and prints its secret.\n", 1},
+	"list": {"morehd token list [--mount DIR]\n\nLists the tokens: name, devices used/max, bound uids.\n", 0},
+	"rm":   {"morehd token rm NAME [--mount DIR]\n\nRevokes the token NAME (refused while it has devices).\n", 1},
+}
+
+// runToken is "morehd token …": a thin client of admin/tokens/. --help,
+// anywhere, prints the usage of the subcommand it follows and does nothing.
 func runToken(args []string, stdout, stderr io.Writer) int {
 	f := pflag.NewFlagSet("morehd token", pflag.ContinueOnError)
 	f.SetOutput(io.Discard)
@@ -30,32 +42,48 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	maxDevices := f.Int("max-devices", 0, "device limit of the new token (default: the daemon's --max-devices)")
 	help := f.BoolP("help", "h", false, "show this help")
 	err := f.Parse(args)
+	cmd, rest := f.Arg(0), f.Args()
+	if len(rest) > 0 {
+		rest = rest[1:]
+	}
+	sub, known := tokenCommands[cmd]
+	usageError := func(msg string) int {
+		fmt.Fprintf(stderr, "morehd token: %s\nRun 'morehd token --help' for usage.\n", msg)
+		return exitUsage
+	}
 	switch {
+	case *help && known:
+		fmt.Fprint(stdout, "Usage: "+sub.usage+"\nFlags:\n"+f.FlagUsages())
+		return exitOK
 	case *help:
 		fmt.Fprint(stdout, tokenUsage)
 		return exitOK
-	case err == nil && f.NArg() == 0:
-		err = errors.New("say add, list or rm")
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "morehd token: %v\nRun 'morehd token --help' for usage.\n", err)
-		return exitUsage
+	case err != nil:
+		return usageError(err.Error())
+	case cmd == "":
+		return usageError("say add, list or rm")
+	case !known:
+		return usageError(fmt.Sprintf("unknown command %q: the commands are add, list and rm", cmd))
+	case len(rest) != sub.args:
+		what := "needs one token NAME"
+		if sub.args == 0 {
+			what = "takes no arguments"
+		}
+		return usageError(fmt.Sprintf("%s %s (usage: %s)", cmd, what, strings.SplitN(sub.usage, "\n", 2)[0]))
+	case cmd != "add" && f.Changed("max-devices"):
+		return usageError("--max-devices goes with add only")
 	}
 	admin := filepath.Join(*mount, "admin", "tokens")
-	cmd, rest := f.Arg(0), f.Args()[1:]
-	switch {
-	case cmd == "list" && len(rest) == 0:
+	switch cmd {
+	case "list":
 		err = listTokens(*mount, stdout)
-	case cmd == "add" && len(rest) == 1:
+	case "add":
 		err = addToken(admin, rest[0], *maxDevices, stdout)
-	case cmd == "rm" && len(rest) == 1:
+	case "rm":
 		err = os.Remove(filepath.Join(admin, rest[0]))
 		if err == nil {
 			fmt.Fprintf(stdout, "Token %s revoked.\n", rest[0])
 		}
-	default:
-		fmt.Fprintf(stderr, "morehd token: cannot %s %q\nRun 'morehd token --help' for usage.\n", cmd, rest)
-		return exitUsage
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "morehd token %s: %v%s\n", cmd, err, reason(*mount))
