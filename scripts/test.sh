@@ -48,8 +48,7 @@ moreh_as_root "$self" "$@"
 # exceeded" at its end under load (go.dev/issue/75804, fixed in Go 1.27).
 fuzztime=${FUZZTIME:-10000x}
 
-# The shims being rewritten onto a shared library: shellcheck them again
-# (add them back to the list below) once that lands.
+# Shell files not yet clean enough for shellcheck (only bash -n checks them).
 shellcheck_later=() # none now: the shims and their library are clean
 
 # A run directory holds this marker: the pid and start time (field 22 of
