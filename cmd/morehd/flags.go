@@ -26,6 +26,7 @@ type config struct {
 	maxDevices  int
 	firstID     uint64
 	historyKeep int
+	idleJob     time.Duration
 	allowOther  bool
 	readyFD     int
 	debug       bool
@@ -61,6 +62,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
 	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
 	f.IntVar(&c.historyKeep, "history-keep", 1000, "ended jobs kept in each token's history")
+	f.DurationVar(&c.idleJob, "idle-job-timeout", 0, "reset a job whose GPUs show 0% utilisation and unchanged memory for this long (0: never)")
 	f.Uint64Var(&c.unitMiB, "unit-mib", store.UnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
 	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")

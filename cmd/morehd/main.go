@@ -89,7 +89,7 @@ func serve(cfg config, log *slog.Logger) error {
 		return err
 	}
 	rt := node.New(node.Config{
-		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout,
+		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout, IdleJobTimeout: cfg.idleJob,
 		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log,
 	})
 	ended, err := rt.RegisterGPUs(background)

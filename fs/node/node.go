@@ -25,9 +25,11 @@ type Config struct {
 	SampleEvery time.Duration // between probe samples; default 1s
 	ReapEvery   time.Duration // between job checks; default 200ms, well under the promised second
 	IdleTimeout time.Duration // remove devices without a job for this long; 0 is off
-	ResetGrace  time.Duration // between SIGTERM and SIGKILL when a job is reset; default 5s
-	UnitMiB     uint64        // GPU memory per pool unit; default store.UnitMiB
-	Log         *slog.Logger
+	// IdleJobTimeout resets a job whose GPUs did nothing for this long; 0 is off.
+	IdleJobTimeout time.Duration
+	ResetGrace     time.Duration // between SIGTERM and SIGKILL when a job is reset; default 5s
+	UnitMiB        uint64        // GPU memory per pool unit; default store.UnitMiB
+	Log            *slog.Logger
 }
 
 // Runtime is one machine's share of the pool.
@@ -38,6 +40,7 @@ type Runtime struct {
 	index    map[string]int              // this node's GPUs: UUID → probe index
 	lastJobs atomic.Pointer[[]store.Job] // this node's jobs as the supervisor saw them last
 	figures  jobFigures                  // what the sampler saw of each local job
+	idle     idleJobs                    // how long each local job did nothing
 	running  sync.WaitGroup
 }
 

@@ -65,20 +65,28 @@ func (rt *Runtime) Reset(ctx context.Context, caller Caller, token string, id ui
 			}
 		}
 	}
-	ctx = context.WithoutCancel(ctx) // a reset once begun ends the job, whoever stops waiting
-	if err := rt.reg.MarkEnding(ctx, job.ID, store.EndReset); err != nil {
+	err = rt.stopJob(ctx, job, store.EndReset)
+	if err == nil {
+		rt.cfg.Log.Info("job reset; GPUs released", "token", token, "device", id, "job", job.ID)
+	}
+	return err
+}
+
+// stopJob ends a running job for reason: SIGTERM, SIGKILL after the grace,
+// and only then its GPUs back to the pool. Once begun it finishes, whoever
+// stops waiting for it.
+func (rt *Runtime) stopJob(ctx context.Context, job store.Job, reason store.EndReason) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := rt.reg.MarkEnding(ctx, job.ID, reason); err != nil {
 		if store.KindOf(err) == store.KindNoProcess {
 			return nil // it ended meanwhile
 		}
 		return err
 	}
 	rt.cfg.Procs.Terminate(ctx, procIDs(job.Procs), rt.cfg.ResetGrace)
-	err = rt.reg.EndJob(ctx, job.ID, store.EndReset)
+	err := rt.reg.EndJob(ctx, job.ID, reason)
 	if store.KindOf(err) == store.KindNoProcess {
 		err = nil // the supervisor saw it end first
-	}
-	if err == nil {
-		rt.cfg.Log.Info("job reset; GPUs released", "token", token, "device", id, "job", job.ID)
 	}
 	return err
 }

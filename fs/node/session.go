@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/moreh-io/moreh/store"
@@ -60,7 +59,7 @@ func (rt *Runtime) fence(ctx context.Context) {
 func (rt *Runtime) fenceJob(ctx context.Context, j store.Job) {
 	rt.cfg.Procs.Terminate(context.WithoutCancel(ctx), procIDs(j.Procs), 0)
 	why := store.Errorf(store.KindIO, "Job %d was ended (fenced): this node lost its place in the pool, and its GPUs may serve another job.", j.ID)
-	rt.reg.Errors.Add(j.Token, store.Caller{}, "fence", "tokens/"+j.Token+"/devices/"+strconv.FormatUint(j.Device, 10), why)
+	rt.reg.Errors.Add(j.Token, store.Caller{}, "fence", jobPath(j), why)
 	rt.cfg.Log.Warn("job fenced: its GPUs left the pool with the lease", "job", j.ID, "token", j.Token, "device", j.Device)
 }
 

@@ -79,6 +79,7 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 	}
 	rt.sampler.NameProcesses(named)
 	rt.figures.observe(rt, rt.sampler.Latest(), local)
+	rt.checkIdle(ctx, rt.sampler.Latest(), local)
 	if prev := rt.lastJobs.Swap(&local); prev != nil {
 		rt.fenceVanished(ctx, *prev, local)
 	}
