@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -81,5 +82,31 @@ func TestSmallestFit(t *testing.T) {
 		if got := smallestFit(c.mib); got != c.want {
 			t.Errorf("smallestFit(%d) = %s, want %s", c.mib, got, c.want)
 		}
+	}
+}
+
+// TestNewerSchemaRefused: a store stamped by a newer binary is refused at
+// open with a sentence that says so; a fresh one is stamped with ours.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := t.Context()
+	reg, path := openTestRegistry(t, Options{})
+	var stamped uint64
+	if err := reg.eng.View(ctx, func(tx Tx) error { stamped = fromU64(tx.Get(bucketMeta, keySchema)); return nil }); err != nil || stamped != schemaVersion {
+		t.Fatalf("a new store's schema version = %d, %v; want %d", stamped, err, schemaVersion)
+	}
+	if err := reg.eng.Update(ctx, func(tx Tx) error { return tx.Put(bucketMeta, keySchema, u64(schemaVersion+1)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := openTestEngine(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	_, err = Open(ctx, eng, Options{})
+	if err == nil || !strings.Contains(err.Error(), "written by a newer morehd") {
+		t.Fatalf("Open of a newer store = %v, want a refusal naming the newer morehd", err)
 	}
 }
