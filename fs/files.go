@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"syscall"
+	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -34,6 +35,7 @@ type roFile struct {
 	mode   uint32 // permission bits, as DESIGN.md gives them
 	token  string // the token it belongs to; "" for the files at the root
 	render renderFunc
+	mtime  func() time.Time // when what it shows was read; nil: no time
 }
 
 var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
@@ -41,8 +43,13 @@ var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
 // Getattr reports size 0 as /proc does: the content exists only once opened.
 func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
+	if f.mtime != nil {
+		out.SetTimes(nil, ptr(f.mtime()), nil)
+	}
 	return 0
 }
+
+func ptr[T any](v T) *T { return &v }
 
 var _ = (fusefs.NodeOpener)((*roFile)(nil))
 

@@ -3,160 +3,153 @@ package fs
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 )
 
-// metric is one family of the Prometheus text exposition.
-type metric struct {
-	name, help string
-	counter    bool // else a gauge
-	samples    []sample
+// The series. moreh's own are in base units (bytes, ratios); the DCGM_*
+// ones keep dcgm-exporter's names, MiB and label names (gpu, UUID,
+// modelName, Hostname) so that its dashboards work unchanged; moreh's own
+// GPU series carry the same values under snake_case names. The moreh
+// device a GPU is bound to is moreh_device, never dcgm's device (nvidia0).
+var (
+	tokenLabels  = []string{"token", "node"}
+	deviceLabels = []string{"token", "device", "model", "node"}
+	gpuLabels    = []string{"gpu", "UUID", "modelName", "Hostname", "moreh_device"} // dcgm-exporter's, for DCGM_*
+	boundLabels  = []string{"gpu", "uuid", "gpu_model", "node", "moreh_device"}     // the same, snake_case, for moreh's own
+
+	descDevUsed  = prometheus.NewDesc("moreh_device_memory_used_bytes", "Memory used on the device's GPUs of this node.", deviceLabels, nil)
+	descDevTotal = prometheus.NewDesc("moreh_device_memory_total_bytes", "Memory of the device's model.", deviceLabels, nil)
+	descDevUtil  = prometheus.NewDesc("moreh_device_utilization_ratio", "Mean utilisation of the device's GPUs while a job runs, 0 to 1.", deviceLabels, nil)
+	descDevJob   = prometheus.NewDesc("moreh_device_job_running", "1 while a job runs on the device.", deviceLabels, nil)
+	descTokDev   = prometheus.NewDesc("moreh_token_devices", "Devices the token holds.", tokenLabels, nil)
+	descTokMax   = prometheus.NewDesc("moreh_token_max_devices", "The token's device limit.", tokenLabels, nil)
+	descTokUsed  = prometheus.NewDesc("moreh_token_unit_seconds_total", "GPU units times the seconds the token's ended jobs held them.", tokenLabels, nil)
+	descFBUsed   = prometheus.NewDesc("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", gpuLabels, nil)
+	descFBFree   = prometheus.NewDesc("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", gpuLabels, nil)
+	descGPUUtil  = prometheus.NewDesc("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", gpuLabels, nil)
+	descGPUBound = prometheus.NewDesc("moreh_gpu_bound", "1 while the GPU is bound to a device's job.", boundLabels, nil)
+	descUnits    = prometheus.NewDesc("moreh_pool_units", "64 GB units of this node's GPUs.", []string{"node"}, nil)
+	descFree     = prometheus.NewDesc("moreh_pool_units_free", "64 GB units of this node's GPUs not bound to a job.", []string{"node"}, nil)
+)
+
+// treeCollector reads one snapshot per scrape: the figures of tokens and,
+// with pool, this node's GPUs. Each node exports its own GPUs, and token
+// and device figures with its name, so that the series of the nodes of a
+// cluster never collide.
+type treeCollector struct {
+	t      *tree
+	ctx    context.Context
+	tokens []string
+	pool   bool
 }
 
-type sample struct {
-	labels string // already formatted: {a="b",c="d"}
-	value  float64
-}
+const bytesPerMiB = 1 << 20
 
-func (m *metric) add(value float64, kv ...string) {
-	var b strings.Builder
-	for i := 0; i+1 < len(kv); i += 2 {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(kv[i] + "=" + strconv.Quote(kv[i+1]))
+func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
+	node := c.t.Node.Node()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	labels := ""
-	if b.Len() > 0 {
-		labels = "{" + b.String() + "}"
+	for _, name := range c.tokens {
+		v, err := c.t.Node.TokenStatus(c.ctx, name, 0)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(descTokDev, err) // the scrape fails whole
+			return
+		}
+		gauge(descTokDev, float64(len(v.Devices)), name, node)
+		gauge(descTokMax, float64(v.Token.MaxDevices), name, node)
+		ch <- prometheus.MustNewConstMetric(descTokUsed, prometheus.CounterValue, float64(v.Token.UnitMillis)/1000, name, node)
+		for _, d := range v.Devices {
+			labels := []string{name, formatUint(d.ID), d.Model, node}
+			gauge(descDevTotal, float64(d.Usage.TotalMiB*bytesPerMiB), labels...)
+			running := d.Job.ID != 0
+			gauge(descDevJob, map[bool]float64{false: 0, true: 1}[running], labels...)
+			if !running || d.Job.Node == node || d.Job.Node == "" { // figures only where the job runs
+				gauge(descDevUsed, float64(d.Usage.UsedMiB*bytesPerMiB), labels...)
+				if running {
+					gauge(descDevUtil, float64(d.Usage.Utilization)/100, labels...)
+				}
+			}
+		}
 	}
-	m.samples = append(m.samples, sample{labels, value})
+	if !c.pool {
+		return
+	}
+	pool, err := c.t.Node.Pool(c.ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descUnits, err)
+		return
+	}
+	var total, unbound int
+	for _, g := range pool {
+		if g.Node != node {
+			continue // that node exports it
+		}
+		total += g.Units
+		device, bound := "", 0.0
+		if g.Job != 0 {
+			device, bound = formatUint(g.Device), 1
+		} else {
+			unbound += g.Units
+		}
+		labels := []string{strconv.Itoa(g.Index), g.UUID, g.Name, g.Node, device}
+		gauge(descGPUBound, bound, labels...)
+		if r := g.Reading; g.Sampled {
+			gauge(descFBUsed, float64(r.MemoryUsedMiB), labels...)
+			gauge(descFBFree, float64(g.MemoryMiB-min(g.MemoryMiB, r.MemoryUsedMiB)), labels...)
+			gauge(descGPUUtil, float64(r.Utilization), labels...)
+		}
+	}
+	gauge(descUnits, float64(total), node)
+	gauge(descFree, float64(unbound), node)
 }
 
-func writeMetrics(w io.Writer, families []*metric) error {
-	var b bytes.Buffer
-	for _, m := range families {
-		if len(m.samples) == 0 {
-			continue
-		}
-		typ := "gauge"
-		if m.counter {
-			typ = "counter"
-		}
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, typ)
-		for _, s := range m.samples {
-			b.WriteString(m.name + s.labels + " " + strconv.FormatFloat(s.value, 'g', -1, 64) + "\n")
-		}
-	}
-	_, err := w.Write(b.Bytes())
-	return err
-}
-
-// renderMetrics is /moreh/metrics: gauges for devices, GPUs, tokens and the
-// pool, named after dcgm-exporter's where it has one. Root sees every
-// token and the pool; anyone else, their own token.
+// renderMetrics is /moreh/metrics: root sees every token and the pool;
+// anyone else, their own token.
 func (t *tree) renderMetrics(ctx context.Context) ([]byte, error) {
-	tokens, err := t.Registry.VisibleTokens(ctx, callerUID(ctx))
+	uid := callerUID(ctx)
+	tokens, err := t.Registry.VisibleTokens(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	c := &treeCollector{t: t, ctx: ctx, tokens: tokens, pool: uid == 0}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
-	err = t.metrics(ctx, &b, tokens, callerUID(ctx) == 0)
-	return b.Bytes(), err
-}
-
-func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPool bool) error {
-	var (
-		devUsed  = &metric{name: "moreh_device_memory_used_mib", help: "Memory used on the device's GPUs, in MiB."}
-		devTotal = &metric{name: "moreh_device_memory_total_mib", help: "Memory of the device's model, in MiB."}
-		devUtil  = &metric{name: "moreh_device_utilization_percent", help: "Mean utilisation of the device's GPUs while a job runs."}
-		devJob   = &metric{name: "moreh_device_job_running", help: "1 while a job runs on the device."}
-		tokDev   = &metric{name: "moreh_token_devices", help: "Devices the token holds."}
-		tokMax   = &metric{name: "moreh_token_max_devices", help: "The token's device limit."}
-		tokUsed  = &metric{name: "moreh_token_unit_seconds_total", help: "GPU units times the seconds the token's ended jobs held them.", counter: true}
-		fbUsed   = &metric{name: "DCGM_FI_DEV_FB_USED", help: "Framebuffer memory used (in MiB)."}
-		fbFree   = &metric{name: "DCGM_FI_DEV_FB_FREE", help: "Framebuffer memory free (in MiB)."}
-		gpuUtil  = &metric{name: "DCGM_FI_DEV_GPU_UTIL", help: "GPU utilization (in %)."}
-		gpuBound = &metric{name: "moreh_gpu_bound", help: "1 while the GPU is bound to a device's job."}
-		units    = &metric{name: "moreh_pool_units_total", help: "64 GB units of this node's GPUs."}
-		free     = &metric{name: "moreh_pool_units_free", help: "64 GB units of this node's GPUs not bound to a job."}
-	)
-	// Each node exports its own GPUs, and the token and device figures with
-	// its name, so that the series of every node of a cluster never collide.
-	node := t.Node.Node()
-	for _, name := range tokens {
-		v, err := t.Node.TokenStatus(ctx, name, 0)
-		if err != nil {
-			return err
-		}
-		tokDev.add(float64(len(v.Devices)), "token", name, "node", node)
-		tokMax.add(float64(v.Token.MaxDevices), "token", name, "node", node)
-		tokUsed.add(float64(v.Token.UnitMillis)/1000, "token", name, "node", node)
-		for _, d := range v.Devices {
-			labels := []string{"token", name, "device", formatUint(d.ID), "model", d.Model, "node", node}
-			devTotal.add(float64(d.Usage.TotalMiB), labels...)
-			running := 0.0
-			if d.Job.ID != 0 {
-				running = 1
-			}
-			if d.Job.ID == 0 || d.Job.Node == node || d.Job.Node == "" { // figures only where the job runs
-				devUsed.add(float64(d.Usage.UsedMiB), labels...)
-				if running == 1 {
-					devUtil.add(float64(d.Usage.Utilization), labels...)
-				}
-			}
-			devJob.add(running, labels...)
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return nil, err
 		}
 	}
-	if withPool {
-		pool, err := t.Node.Pool(ctx)
-		if err != nil {
-			return err
-		}
-		var total, unbound int
-		for _, g := range pool {
-			if g.Node != node {
-				continue // that node exports it
-			}
-			total += g.Units
-			device, bound := "", 0.0
-			if g.Job != 0 {
-				device, bound = formatUint(g.Device), 1
-			} else {
-				unbound += g.Units
-			}
-			labels := []string{"gpu", strconv.Itoa(g.Index), "UUID", g.UUID, "modelName", g.Name, "Hostname", g.Node, "device", device}
-			gpuBound.add(bound, labels...)
-			if r := g.Reading; g.Sampled {
-				fbUsed.add(float64(r.MemoryUsedMiB), labels...)
-				fbFree.add(float64(g.MemoryMiB-min(g.MemoryMiB, r.MemoryUsedMiB)), labels...)
-				gpuUtil.add(float64(r.Utilization), labels...)
-			}
-		}
-		units.add(float64(total), "node", node)
-		free.add(float64(unbound), "node", node)
-	}
-	return writeMetrics(w, []*metric{devUsed, devTotal, devUtil, devJob, tokDev, tokMax, tokUsed, fbUsed, fbFree, gpuUtil, gpuBound, units, free})
+	return b.Bytes(), nil
 }
 
-// MetricsHandler serves what /moreh/metrics shows root, for --metrics-addr.
+// MetricsHandler serves what /moreh/metrics shows root, with the daemon's
+// own go_* and process_* series, for --metrics-addr.
 func MetricsHandler(cfg Config) http.Handler {
 	t := newTree(cfg)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tokens, err := t.Registry.VisibleTokens(r.Context(), 0)
-		var b bytes.Buffer
-		if err == nil {
-			err = t.metrics(r.Context(), &b, tokens, true)
-		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		w.Write(b.Bytes())
+		c := &treeCollector{t: t, ctx: r.Context(), tokens: tokens, pool: true}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(w, r)
 	})
 }

@@ -2,9 +2,11 @@ package fs
 
 import (
 	"encoding/json"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -66,12 +68,12 @@ func TestMetricsMatchStatus(t *testing.T) {
 	families := parseMetrics(t, text)
 	for _, d := range status.Devices {
 		labels := map[string]string{"token": "default", "device": strconv.FormatUint(d.ID, 10), "model": d.Model}
-		if got := gauge(t, families, "moreh_device_memory_total_mib", labels); got != float64(d.MemoryTotalMiB) {
+		if got := gauge(t, families, "moreh_device_memory_total_bytes", labels); got != float64(d.MemoryTotalMiB)*bytesPerMiB {
 			t.Errorf("device %d total %v, status.json %d", d.ID, got, d.MemoryTotalMiB)
 		}
 		// Memory is sampled continuously; metrics and status.json were read
 		// a moment apart, so compare within the job's size.
-		used := gauge(t, families, "moreh_device_memory_used_mib", labels)
+		used := gauge(t, families, "moreh_device_memory_used_bytes", labels) / bytesPerMiB
 		if (d.MemoryUsedMiB == 0) != (used == 0) || used > 200 {
 			t.Errorf("device %d used %v, status.json %d", d.ID, used, d.MemoryUsedMiB)
 		}
@@ -86,21 +88,35 @@ func TestMetricsMatchStatus(t *testing.T) {
 	if got := gauge(t, families, "moreh_token_max_devices", map[string]string{"token": "default"}); got != 4 {
 		t.Errorf("token max = %v", got)
 	}
-	if got := gauge(t, families, "moreh_pool_units_total", nil); got != 4 {
+	if got := gauge(t, families, "moreh_pool_units", nil); got != 4 {
 		t.Errorf("pool units = %v", got)
 	}
 	if got := gauge(t, families, "moreh_pool_units_free", nil); got != 2 {
 		t.Errorf("free units = %v", got)
 	}
-	if got := gauge(t, families, "moreh_gpu_bound", map[string]string{"gpu": "0", "device": id}); got != 1 {
+	if got := gauge(t, families, "moreh_gpu_bound", map[string]string{"gpu": "0", "moreh_device": id}); got != 1 {
 		t.Errorf("GPU 0 bound = %v", got)
 	}
-	if got := gauge(t, families, "moreh_gpu_bound", map[string]string{"gpu": "3", "device": ""}); got != 0 {
+	if got := gauge(t, families, "moreh_gpu_bound", map[string]string{"gpu": "3", "moreh_device": ""}); got != 0 {
 		t.Errorf("GPU 3 bound = %v", got)
 	}
 	gpuUsed := gauge(t, families, "DCGM_FI_DEV_FB_USED", map[string]string{"gpu": "0"})
 	gpuFree := gauge(t, families, "DCGM_FI_DEV_FB_FREE", map[string]string{"gpu": "0"})
 	if gpuUsed+gpuFree != 65536 || gpuUsed < 40 {
 		t.Errorf("GPU 0 used %v + free %v, want 65536 with the job's share used", gpuUsed, gpuFree)
+	}
+}
+
+// TestMetricsMtimeIsTheSample: the metrics file's mtime is the time of the
+// sample it shows (node_exporter's textfile collector judges staleness by
+// it), not 1970.
+func TestMetricsMtimeIsTheSample(t *testing.T) {
+	tt := mountTree(t, store.Options{})
+	fi, err := os.Stat(tt.path("metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := time.Since(fi.ModTime()); age < 0 || age > time.Minute {
+		t.Errorf("metrics mtime %v is %v old, want the last sample's time", fi.ModTime(), age)
 	}
 }

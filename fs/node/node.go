@@ -106,5 +106,8 @@ func (rt *Runtime) Start(ctx context.Context) {
 // Wait returns once everything Start began has stopped.
 func (rt *Runtime) Wait() { rt.running.Wait() }
 
+// SampledAt is when the probe was last read.
+func (rt *Runtime) SampledAt() time.Time { return rt.sampler.Latest().Time }
+
 // SampleNow reads the probe in the caller's goroutine: for start-up and tests.
 func (rt *Runtime) SampleNow(ctx context.Context) { rt.sampler.SampleNow(ctx) }
