@@ -843,7 +843,7 @@ func TestCrashRecovery(t *testing.T) {
 		d.Restart()
 		verifyCrashRound(t, d, run, toks, round)
 		if t.Failed() {
-			t.Fatalf("round %d failed (seed %d)", round, seed)
+			t.Fatalf("round %d failed (seed %d); the daemon's errors:\n%s", round, seed, linesWith(d.Log(), "level=ERROR", 10))
 		}
 	}
 
