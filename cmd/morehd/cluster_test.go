@@ -297,13 +297,7 @@ func TestClusterStoppedNodeIsFencedAndRejoins(t *testing.T) {
 	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	job := exec.Command("sleep", "600")
-	if err := job.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { job.Wait(); close(exited) }()
-	t.Cleanup(func() { job.Process.Kill(); <-exited })
+	job, exited := startSleeper(t)
 	attach(t, a, "2026", job.Process.Pid)
 	nodeGPUs := func(d *morehdtest.Daemon, node string) int {
 		return strings.Count(read(t, d.Path("pool")), " "+node+" ")
@@ -395,13 +389,7 @@ func TestClusterPartitionedNodeIsFencedAndRejoins(t *testing.T) {
 	if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	job := exec.Command("sleep", "600")
-	if err := job.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { job.Wait(); close(exited) }()
-	t.Cleanup(func() { job.Process.Kill(); <-exited })
+	job, exited := startSleeper(t)
 	attach(t, a, "2026", job.Process.Pid)
 	nodeGPUs := func(node string) int { return strings.Count(read(t, b.Path("pool")), " "+node+" ") }
 
@@ -425,4 +413,17 @@ func TestClusterPartitionedNodeIsFencedAndRejoins(t *testing.T) {
 	morehdtest.Eventually(t, 10*time.Second, "node a serves writes again", func() bool {
 		return os.Mkdir(a.Path("devices", "Small.64GB"), 0o755) == nil
 	})
+}
+
+// startSleeper runs a process a job can hold; exited closes when it ends.
+func startSleeper(t *testing.T) (*exec.Cmd, <-chan struct{}) {
+	t.Helper()
+	job := exec.Command("sleep", "600")
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { job.Wait(); close(exited) }()
+	t.Cleanup(func() { job.Process.Kill(); <-exited })
+	return job, exited
 }

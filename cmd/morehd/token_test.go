@@ -79,12 +79,7 @@ func TestMetricsAddr(t *testing.T) {
 	if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var addr string
-	for _, line := range strings.Split(d.Log(), "\n") {
-		if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
-			addr = a
-		}
-	}
+	addr := metricsAddr(d)
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatalf("GET metrics from %q: %v", addr, err)
@@ -129,12 +124,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var addr string
-	for _, line := range strings.Split(d.Log(), "\n") {
-		if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
-			addr = a
-		}
-	}
+	addr := metricsAddr(d)
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -150,4 +140,15 @@ func TestMetricsPassPromtool(t *testing.T) {
 		}
 		t.Errorf("promtool: %s", line)
 	}
+}
+
+// metricsAddr is where the daemon said it serves metrics.
+func metricsAddr(d *morehdtest.Daemon) string {
+	var addr string
+	for _, line := range strings.Split(d.Log(), "\n") {
+		if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
+			addr = a
+		}
+	}
+	return addr
 }

@@ -44,15 +44,7 @@ func (f *jobFigures) observe(rt *Runtime, snap *gpu.Snapshot, jobs []store.Job) 
 	}
 	f.lastSeen = snap.Time
 	for _, j := range jobs {
-		var used uint64
-		busy, n := 0, 0
-		for _, uuid := range j.GPUs {
-			if r, ok := rt.reading(snap, j.Node, uuid); ok {
-				used += r.MemoryUsedMiB
-				busy += r.Utilization
-				n++
-			}
-		}
+		used, busy, n := rt.jobReading(snap, j)
 		if n == 0 {
 			continue
 		}
@@ -62,7 +54,7 @@ func (f *jobFigures) observe(rt *Runtime, snap *gpu.Snapshot, jobs []store.Job) 
 			f.byJob[j.ID] = s
 		}
 		s.peakMiB = max(s.peakMiB, used)
-		s.utilSum += busy / n
+		s.utilSum += busy
 		s.samples++
 	}
 }
@@ -76,4 +68,21 @@ func (f *jobFigures) of(job uint64) store.JobFigures {
 		return store.JobFigures{MeanUtilization: store.NoFigure}
 	}
 	return store.JobFigures{PeakMiB: s.peakMiB, MeanUtilization: s.utilSum / s.samples}
+}
+
+// jobReading sums the sample of a job's GPUs on this node: memory, mean
+// utilisation, and how many GPUs the sample read (0: none to judge by).
+func (rt *Runtime) jobReading(snap *gpu.Snapshot, j store.Job) (usedMiB uint64, utilization, gpus int) {
+	busy := 0
+	for _, uuid := range j.GPUs {
+		if r, ok := rt.reading(snap, j.Node, uuid); ok {
+			usedMiB += r.MemoryUsedMiB
+			busy += r.Utilization
+			gpus++
+		}
+	}
+	if gpus > 0 {
+		utilization = busy / gpus
+	}
+	return usedMiB, utilization, gpus
 }

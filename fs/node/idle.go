@@ -45,15 +45,7 @@ func (rt *Runtime) checkIdle(ctx context.Context, snap *gpu.Snapshot, jobs []sto
 	now := time.Now()
 	for _, j := range jobs {
 		live[j.ID] = true
-		var used uint64
-		busy, n := 0, 0
-		for _, uuid := range j.GPUs {
-			if r, ok := rt.reading(snap, j.Node, uuid); ok {
-				used += r.MemoryUsedMiB
-				busy += r.Utilization
-				n++
-			}
-		}
+		used, busy, n := rt.jobReading(snap, j)
 		s := f.state[j.ID]
 		if s == nil {
 			s = &idleState{memMiB: used, active: now}
