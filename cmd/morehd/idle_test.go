@@ -46,8 +46,8 @@ func TestIdleJobTimeout(t *testing.T) {
 		t.Errorf("history after the idle reset: %+v", history)
 	}
 	errs := read(t, d.Path("tokens", "default", "errors"))
-	if !strings.Contains(errs, "it will be reset in") || !strings.Contains(errs, "was reset: its GPUs were idle") {
-		t.Errorf("errors lack the warning and the reset:\n%s", errs)
+	if !strings.Contains(errs, "it will be reset in") || !strings.Contains(errs, "is reset: its GPUs were idle") {
+		t.Errorf("errors lack the warning and the reset:\n%s\nlog:\n%s", errs, linesWith(d.Log(), "job", 20))
 	}
 	if read(t, d.Path("devices", "2027", "gpus")) == "" {
 		t.Error("the busy job lost its GPUs")

@@ -78,14 +78,13 @@ func (rt *Runtime) checkIdle(ctx context.Context, snap *gpu.Snapshot, jobs []sto
 		rt.cfg.Log.Warn("idle job warned", "job", j.ID, "token", j.Token, "device", j.Device, "reset_in", idleWarning(timeout))
 	}
 	for _, j := range stop {
+		why := store.Errorf(store.KindBusy, "Job %d is reset: its GPUs were idle for %s (--idle-job-timeout).", j.ID, timeout)
+		rt.reg.Errors.Add(j.Token, store.Caller{}, "idle", jobPath(j), why)
+		rt.cfg.Log.Info("idle job reset", "job", j.ID, "token", j.Token, "device", j.Device, "idle_job_timeout", timeout)
 		rt.running.Go(func() { // the grace runs on without holding up the supervisor
 			if err := rt.stopJob(ctx, j, store.EndIdle); err != nil {
 				rt.cfg.Log.Error("resetting an idle job", "job", j.ID, "err", err)
-				return
 			}
-			why := store.Errorf(store.KindBusy, "Job %d was reset: its GPUs were idle for %s (--idle-job-timeout).", j.ID, timeout)
-			rt.reg.Errors.Add(j.Token, store.Caller{}, "idle", jobPath(j), why)
-			rt.cfg.Log.Info("idle job reset; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "idle_job_timeout", timeout)
 		})
 	}
 }
