@@ -70,6 +70,16 @@ func (t *tree) renderStatus(ctx context.Context, token string, device uint64) ([
 	return appendTable(nil, tv), nil
 }
 
+// renderDevicesTable is tokens/<name>/devices.table: the short table of
+// the token's devices (appendDevicesTable).
+func (t *tree) renderDevicesTable(ctx context.Context, token string) ([]byte, error) {
+	tv, _, err := t.tableView(ctx, token, 0)
+	if err != nil {
+		return nil, err
+	}
+	return appendDevicesTable(nil, tv.Devices), nil
+}
+
 func (t *tree) renderStatusJSON(ctx context.Context, token string, device uint64) ([]byte, error) {
 	tv, v, err := t.tableView(ctx, token, device)
 	if err != nil {

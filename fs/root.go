@@ -30,6 +30,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("pool", t.renderPool)
 	static("pool.table", t.renderPoolTable)
 	static("metrics", t.renderMetrics)
+	r.AddChild("query-gpu", r.NewPersistentInode(ctx, &queryGPUDir{fixedDir{t: t}}, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	bind := &cmdFile{roFile: roFile{t: t, mode: 0o222}, command: t.bindCaller}
 	r.AddChild("token", r.NewPersistentInode(ctx, bind, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
 	admin := &adminDir{rootOnlyDir{fixedDir{t: t}}}
