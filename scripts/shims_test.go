@@ -1,12 +1,14 @@
 package scripts_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
@@ -645,6 +647,21 @@ func TestNoTree(t *testing.T) {
 		want(t, shim(t, root, "", nil, "moreh-smi", "--query-gpu=index"), 9, "", msg)
 		want(t, shim(t, root, "", nil, "moreh-switch-model", "-M", "3"), 1, "", msg)
 	}
+}
+
+// A killed daemon leaves a dead mount (ENOTCONN): the same sentence.
+func TestDeadMount(t *testing.T) {
+	t.Parallel()
+	d := morehdtest.Start(t)
+	d.Kill() // Stop, in Cleanup, detaches the mount
+	if _, err := os.Stat(d.Path("models")); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("stat of a killed daemon's models: %v, want ENOTCONN", err)
+	}
+	msg := notRunning(d.Mount)
+	want(t, shim(t, d.Mount, "", nil, "moreh-smi"), 9, "", msg)
+	want(t, shim(t, d.Mount, "", nil, "moreh-smi", "--query-gpu=index"), 9, "", msg)
+	want(t, shim(t, d.Mount, "", nil, "moreh-switch-model", "-M", "3"), 1, "", msg)
+	want(t, shim(t, d.Mount, "", nil, "moreh-run", "true"), 1, "", msg)
 }
 
 // notRunning is what a shim says when no tree answers at root.
