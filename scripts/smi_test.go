@@ -137,6 +137,20 @@ func TestQueryGPU(t *testing.T) {
 	}
 }
 
+// A tree without query-gpu (an older morehd) is named as the cause, not a field.
+func TestQueryGPUOlderDaemon(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "models"), []byte("1\tSmall.64GB\t1\t65520\tdefault\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "devices"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want(t, shim(t, root, "", nil, "moreh-smi", "--query-gpu=index"), 1, "",
+		"Query GPUs failed. (The morehd at "+root+" has no query-gpu directory: it is older than this moreh-smi; update morehd.)\n")
+}
+
 // A pool without GPUs: nvidia-smi's "No devices were found", exit 6.
 func TestQueryGPUEmptyPool(t *testing.T) {
 	t.Parallel()
