@@ -70,6 +70,16 @@ func (t *tree) renderStatus(ctx context.Context, token string, device uint64) ([
 	return appendTable(nil, tv), nil
 }
 
+// renderDevicesTable is tokens/<name>/devices.table: the short table of
+// the token's devices (appendDevicesTable).
+func (t *tree) renderDevicesTable(ctx context.Context, token string) ([]byte, error) {
+	tv, _, err := t.tableView(ctx, token, 0)
+	if err != nil {
+		return nil, err
+	}
+	return appendDevicesTable(nil, tv.Devices), nil
+}
+
 func (t *tree) renderStatusJSON(ctx context.Context, token string, device uint64) ([]byte, error) {
 	tv, v, err := t.tableView(ctx, token, device)
 	if err != nil {
@@ -113,6 +123,9 @@ const readmeText = `moreh: virtual accelerator devices as files
   cat devices/2027/status         one device's table (moreh-smi -i 2027)
   cat devices/2027/usage          memory_used_mib, memory_total_mib, utilization
   cat limit                       your device limit and how many you hold
+  cat tokens/<you>/devices.table  your devices, the short table (Device, Name, Model)
+  cat 'query-gpu/index,name,memory.used:csv,noheader'
+                                  the pool's GPUs as nvidia-smi --query-gpu prints them
   cat tokens/<you>/errors         why your last operations failed
 
 devices, current and status are links into tokens/<your token>/.

@@ -109,6 +109,33 @@ func appendTable(b []byte, v TableView) []byte {
 	return processes.rule(b, '-')
 }
 
+// appendDevicesTable appends the token's short device table, the one the
+// real moreh-smi prints after device --add, --rm and --switch: the first
+// three columns of the device table (Device, Name, Model), the current
+// device marked "* ", every row closed by a rule; no timestamp or title.
+func appendDevicesTable(b []byte, devices []DeviceRow) []byte {
+	rows := make([][]string, len(devices))
+	for i, d := range devices {
+		rows[i] = deviceCells(d)[:3]
+	}
+	g := newGrid(deviceColumns[:3], rows)
+	if len(rows) == 0 {
+		g.fit(bannerWidth(noDevices))
+	}
+	b = g.rule(b, '-')
+	b = g.header(b)
+	b = g.rule(b, '=')
+	if len(rows) == 0 {
+		b = g.banner(b, noDevices)
+		b = g.rule(b, '-')
+	}
+	for _, r := range rows {
+		b = g.row(b, r)
+		b = g.rule(b, '-')
+	}
+	return b
+}
+
 // deviceGrid lays out the device table and its title line.
 func deviceGrid(v TableView) (*grid, string) {
 	rows := make([][]string, len(v.Devices))

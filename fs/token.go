@@ -19,7 +19,7 @@ type tokenDir struct {
 
 // tokenEntries are the names in a token's directory, in listing order; the
 // index+1 is the entry's inode offset.
-var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices", "history", "history.json", "usage"}
+var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices.table", "devices", "history", "history.json", "usage"}
 
 var _ = (fusefs.NodeLookuper)((*tokenDir)(nil))
 
@@ -49,6 +49,8 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, 0) })
 	case "status.json":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, 0) })
+	case "devices.table":
+		return ro(func(ctx context.Context) ([]byte, error) { return t.renderDevicesTable(ctx, token) })
 	case "errors":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.Registry.Errors.Render(token), nil })
 	case "history":

@@ -50,7 +50,7 @@ func listDir(t *testing.T, path string) []string {
 
 func TestRootLayout(t *testing.T) {
 	tt := mountTree(t, store.Options{})
-	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "pool.table", "status", "token", "tokens", "version"}
+	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "pool.table", "query-gpu", "status", "token", "tokens", "version"}
 	if got := listDir(t, tt.dir); !slices.Equal(got, want) {
 		t.Fatalf("root lists %v, want %v", got, want)
 	}
@@ -63,7 +63,7 @@ func TestRootLayout(t *testing.T) {
 	if got := listDir(t, tt.path("tokens")); !slices.Equal(got, []string{"default"}) {
 		t.Errorf("tokens lists %v", got)
 	}
-	wantToken := []string{"current", "devices", "errors", "history", "history.json", "limit", "status", "status.json", "usage"}
+	wantToken := []string{"current", "devices", "devices.table", "errors", "history", "history.json", "limit", "status", "status.json", "usage"}
 	if got := listDir(t, tt.path("tokens", "default")); !slices.Equal(got, wantToken) {
 		t.Errorf("tokens/default lists %v, want %v", got, wantToken)
 	}

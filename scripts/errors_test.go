@@ -20,7 +20,7 @@ func shareToken(t *testing.T, u *user) []string {
 	t.Helper()
 	env := []string{"MOREH_SDA_TOKEN=" + newToken(t, u.d, "team"), "HOME=/nonexistent"}
 	for _, uid := range []uint32{aliceUID, bobUID} {
-		want(t, runCmd(t, u.commandAs(uid, env, "moreh-smi", "device", "add", "1")), 0, "Create device success.\n", "")
+		wantDone(t, runCmd(t, u.commandAs(uid, env, "moreh-smi", "device", "add", "1")), "Create device success.\n")
 	}
 	wantUIDs(t, u.d, "team", "4001\n4002\n")
 	return env

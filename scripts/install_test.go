@@ -129,7 +129,7 @@ func TestInstall(t *testing.T) {
 	d := morehdtest.Start(t)
 	cmd := exec.Command(smiPath, "device", "add", "1")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MOREH_ROOT=" + d.Mount}
-	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "Create device success.\n" {
+	if out, err := cmd.CombinedOutput(); err != nil || !devicesTable.MatchString(strings.TrimSuffix(string(out), "Create device success.\n")) {
 		t.Errorf("the installed moreh-smi device add 1: %v\n%s", err, out)
 	}
 	wantDevices(t, d, "2026")
@@ -318,7 +318,8 @@ func TestCompletion(t *testing.T) {
 		{"_moreh_smi", []string{"moreh-smi", "--idx", a[:3]}, ids},
 		{"_moreh_smi", []string{"moreh-smi", "-r", b}, []string{b}},
 		{"_moreh_smi", []string{"moreh-smi", ""}, []string{"device", "add", "rm", "switch", "list"}},
-		{"_moreh_smi", []string{"moreh-smi", "--q"}, []string{"--query-device="}},
+		{"_moreh_smi", []string{"moreh-smi", "--q"}, []string{"--query-device=", "--query-gpu="}},
+		{"_moreh_smi", []string{"moreh-smi", "--query-gpu", "=", "index,memory.u"}, []string{"index,memory.used"}},
 		{"_moreh_smi", []string{"moreh-smi", "-t"}, []string{"-t"}},
 		{"_moreh_smi", []string{"moreh-smi", "device", "add", ""}, models},
 		{"_moreh_smi", []string{"moreh-smi", "add", "La"}, []string{"Large.256GB"}},

@@ -62,15 +62,16 @@ _moreh_models() {
 	return 0
 }
 
-# _moreh_fields CUR: the --query-device fields, CUR being a comma-separated
-# list whose last item is completed; fields already in it are left out.
+# _moreh_fields CUR [FIELDS]: the --query-device fields (or FIELDS), CUR
+# being a comma-separated list whose last item is completed; fields already
+# in it are left out.
 _moreh_fields() {
 	local head='' last=$1 field list=''
 	if [[ $1 == *,* ]]; then
 		head=${1%,*},
 		last=${1##*,}
 	fi
-	for field in id model memory.used memory.total utilization processes; do
+	for field in ${2:-id model memory.used memory.total utilization processes}; do
 		[[ ,$head == *,"$field",* ]] || list+=" $head$field"
 	done
 	_moreh_reply "$list" "$head$last"
@@ -98,9 +99,10 @@ _moreh_value() {
 
 _moreh_smi() {
 	local cword=$COMP_CWORD first=${COMP_WORDS[1]:-} cmd=''
-	local opts="-i --idx -r --reset -p --pool -t --token -v --version -s -h --help
-		-l --loop= --json --query-device= --format= --add --rm --switch --list"
-	local watch="-i --idx -l --loop= --json --query-device= --format="
+	local opts="-i --idx -r --reset -p --pool -t --token -v --version -s --server-version -h --help
+		-l --loop= -lms --loop-ms= --json --query-device= --query-gpu= --format= --help-query-gpu
+		--help-query-device --add --rm --switch --list"
+	local watch="-i --idx -l --loop= -lms --loop-ms= --json --query-device= --query-gpu= --format="
 	local _moreh_opt _moreh_cur _moreh_pre
 	COMPREPLY=()
 	_moreh_value
@@ -109,9 +111,13 @@ _moreh_smi() {
 		_moreh_reply "$(_moreh_ids)" "$_moreh_cur"
 		return 0
 		;;
-	-l | --loop) return 0 ;; # a number of seconds
+	-l | --loop | -lms | --loop-ms) return 0 ;; # a number of seconds, of milliseconds
 	--query-device)
 		_moreh_fields "$_moreh_cur"
+		return 0
+		;;
+	--query-gpu)
+		_moreh_fields "$_moreh_cur" "index name uuid memory.total memory.used memory.free utilization.gpu device node"
 		return 0
 		;;
 	--format)
@@ -151,7 +157,7 @@ _moreh_smi() {
 	'')
 		# The watching forms go together: -i ID -l 2, --json -i ID, ...
 		case $first in
-		-i | --idx | -i?* | --idx=* | -l* | --loop* | --json | --query-device* | --format*)
+		-i | --idx | -i?* | --idx=* | -l* | --loop* | --json | --query-device* | --query-gpu* | --format*)
 			[[ $cur == -* ]] && _moreh_reply "$watch" "$cur"
 			_moreh_eq_nospace
 			;;

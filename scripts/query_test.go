@@ -150,14 +150,14 @@ func TestQueryDeviceErrors(t *testing.T) {
 		{[]string{"--query-device=,"}, "moreh-smi: --query-device needs fields, e.g. --query-device=id,memory.used."},
 		{[]string{"--query-device"}, "moreh-smi: expected a value after --query-device."},
 		{[]string{"--query-device=id", "--format=xml"}, "moreh-smi: unknown --format option 'xml': use csv, noheader and nounits, e.g. --format=csv,noheader."},
-		{[]string{"--format=csv"}, "moreh-smi: --format goes with --query-device."},
+		{[]string{"--format=csv"}, "moreh-smi: --format goes with --query-device or --query-gpu."},
 		{[]string{"--query-device=id", "--json"}, "moreh-smi: --json and --query-device do not go together."},
-		{[]string{"--query-device=id", "extra"}, "moreh-smi: unexpected argument 'extra': -l, --json and --query-device go only with -i ID and --format."},
-		{[]string{"--json", "device", "add", "1"}, "moreh-smi: unexpected argument 'device': -l, --json and --query-device go only with -i ID and --format."},
+		{[]string{"--query-device=id", "extra"}, "moreh-smi: unexpected argument 'extra': -l, --json, --query-device and --query-gpu go only with -i ID and --format."},
+		{[]string{"--json", "device", "add", "1"}, "moreh-smi: unexpected argument 'device': -l, --json, --query-device and --query-gpu go only with -i ID and --format."},
 		{[]string{"--json", "-i", id + "," + id}, "moreh-smi: -i takes one device ID here; a list such as " + id + "," + id + " goes with --query-device."},
 		{[]string{"-l", "0"}, "moreh-smi: -l takes a number of seconds above 0, not '0'."},
 		{[]string{"--loop=x"}, "moreh-smi: -l takes a number of seconds above 0, not 'x'."},
-		{[]string{"-l", "1", "2"}, "moreh-smi: unexpected argument '2': -l, --json and --query-device go only with -i ID and --format."},
+		{[]string{"-l", "1", "2"}, "moreh-smi: unexpected argument '2': -l, --json, --query-device and --query-gpu go only with -i ID and --format."},
 	} {
 		want(t, smi(t, d, tc.args...), 2, "", tc.first+"\nRun 'moreh-smi --help' for usage.\n")
 	}
@@ -167,7 +167,7 @@ func TestQueryDeviceErrors(t *testing.T) {
 		{"--json", "-i", "2099"},
 		{"--json", "-i", "../" + id},
 	} {
-		want(t, smi(t, d, args...), 1, "", "Show device failed. (Device "+args[len(args)-1][strings.LastIndex(args[len(args)-1], ",")+1:]+" does not exist.)\n")
+		want(t, smi(t, d, args...), 6, "", "Show device failed. (Device "+args[len(args)-1][strings.LastIndex(args[len(args)-1], ",")+1:]+" does not exist.)\n")
 	}
 }
 
@@ -396,7 +396,8 @@ func inLoopWait(pid int) bool {
 	return strings.HasPrefix(link, "pipe:")
 }
 
-// -l ends with status 1 when the tree goes away.
+// -l ends with status 9 (nvidia-smi's "driver not loaded") when the tree
+// goes away, saying that morehd is not running.
 func TestLoopEndsWithTheTree(t *testing.T) {
 	d := start(t)
 	addDevice(t, d, "Small.64GB")
@@ -406,10 +407,10 @@ func TestLoopEndsWithTheTree(t *testing.T) {
 	n := 0
 	w.collect(t, 10*time.Second, 1, func(string) bool { n++; return n == lines })
 	d.Stop()
-	if ps := w.wait(t, 10*time.Second); ps.ExitCode() != 1 {
-		t.Errorf("moreh-smi -l ended with %v, want exit 1", ps)
+	if ps := w.wait(t, 10*time.Second); ps.ExitCode() != 9 {
+		t.Errorf("moreh-smi -l ended with %v, want exit 9", ps)
 	}
-	if got, want := w.err.String(), "moreh: no moreh tree at "+d.Mount+" (is morehd running?)\n"; got != want {
+	if got, want := w.err.String(), notRunning(d.Mount); got != want {
 		t.Errorf("moreh-smi -l printed %q, want %q", got, want)
 	}
 }
@@ -484,5 +485,5 @@ func TestQueryDeviceReadsStatusJSON(t *testing.T) {
 	want(t, shim(t, root, "", nil, "moreh-smi", allFields), 0, allHeader+busy+"\n"+idle+"\n", "")
 	want(t, shim(t, root, "", nil, "moreh-smi", allFields, "-i", "2027,2026", "--format=csv,noheader,nounits"), 0,
 		"2027, Small.64GB, 0, 65520, [N/A], 0\n2026, Large.256GB, 1234, 262080, 37, 2\n", "")
-	want(t, shim(t, root, "", nil, "moreh-smi", allFields, "-i", "2028"), 1, "", "Show device failed. (Device 2028 does not exist.)\n")
+	want(t, shim(t, root, "", nil, "moreh-smi", allFields, "-i", "2028"), 6, "", "Show device failed. (Device 2028 does not exist.)\n")
 }

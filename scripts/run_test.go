@@ -418,7 +418,7 @@ func TestRunFailures(t *testing.T) {
 func TestRunWithoutTree(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join(t.TempDir(), "nowhere")
-	want(t, shim(t, root, "", nil, "moreh-run", "true"), 1, "", "moreh: no moreh tree at "+root+" (is morehd running?)\n")
+	want(t, shim(t, root, "", nil, "moreh-run", "true"), 1, "", notRunning(root))
 }
 
 func TestRunUsage(t *testing.T) {

@@ -1,11 +1,14 @@
 package scripts_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
@@ -35,6 +38,20 @@ func shim(t *testing.T, root, stdin string, env []string, name string, args ...s
 func smi(t *testing.T, d *morehdtest.Daemon, args ...string) result {
 	t.Helper()
 	return shim(t, d.Mount, "", nil, "moreh-smi", args...)
+}
+
+// devicesTable is the short Device | Name | Model table (devices.table)
+// that moreh-smi prints after device --add, --rm and --switch.
+var devicesTable = regexp.MustCompile(`^\+-+\+\n\|  Device  \|        Name         \|  +Model  +\|\n\+=+\+\n(\|.*\|\n\+-+\+\n)+$`)
+
+// wantDone checks a command that changed the devices: exit 0, nothing on
+// stderr, the token's short table and then line, last, on stdout.
+func wantDone(t *testing.T, r result, line string) {
+	t.Helper()
+	table, ok := strings.CutSuffix(r.stdout, line)
+	if r.code != 0 || r.stderr != "" || !ok || !devicesTable.MatchString(table) {
+		t.Errorf("got exit %d\nstdout %q\nstderr %q\nwant exit 0, the devices table then %q", r.code, r.stdout, r.stderr, line)
+	}
 }
 
 // want checks all three outcomes of a run.
@@ -195,7 +212,7 @@ func TestAddWithArgument(t *testing.T) {
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			d := start(t)
-			want(t, smi(t, d, args...), 0, "Create device success.\n", "")
+			wantDone(t, smi(t, d, args...), "Create device success.\n")
 			wantDevices(t, d, "2026")
 			wantCurrent(t, d, "2026")
 			wantModel(t, d, "2026", "Large.256GB")
@@ -208,7 +225,7 @@ func TestAddWithArgument(t *testing.T) {
 func TestDeviceAdd3ThenStatus(t *testing.T) {
 	d := start(t)
 	addDevice(t, d, "Small.64GB")
-	want(t, smi(t, d, "device", "add", "3"), 0, "Create device success.\n", "")
+	wantDone(t, smi(t, d, "device", "add", "3"), "Create device success.\n")
 	wantDevices(t, d, "2026", "2027")
 	wantCurrent(t, d, "2027")
 	wantModel(t, d, "2027", "Large.256GB")
@@ -263,13 +280,13 @@ func TestInteractiveAdd(t *testing.T) {
 		model       string // "" when nothing may be created
 	}{
 		{"reasks twice", "x\n99\n3\n", 0, func(t *testing.T) string {
-			return golden(t) + prompt + prompt + "Create device success.\n"
+			return golden(t) + prompt + prompt
 		}, "", "Large.256GB"},
 		{"reasks on empty line", "\n \n12\n", 0, func(t *testing.T) string {
-			return golden(t) + prompt + prompt + "Create device success.\n"
+			return golden(t) + prompt + prompt
 		}, "", "1.5xLarge.768GB"},
 		{"last line without newline", "1", 0, func(t *testing.T) string {
-			return golden(t) + "Create device success.\n"
+			return golden(t)
 		}, "", "Small.64GB"},
 		{"q quits", "q\n", 0, golden, "", ""},
 		{"Q quits", "5x\nQ\n3\n", 0, func(t *testing.T) string { return golden(t) + prompt }, "", ""},
@@ -278,7 +295,14 @@ func TestInteractiveAdd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := start(t)
-			want(t, shim(t, d.Mount, tc.stdin, nil, "moreh-smi", "device", "--add"), tc.code, tc.stdout(t), tc.stderr)
+			r := shim(t, d.Mount, tc.stdin, nil, "moreh-smi", "device", "--add")
+			stdout := tc.stdout(t)
+			if tc.model != "" {
+				// The devices table, the model created (the seed's "message
+				// saying it changed to the selected model"), the success line.
+				stdout += read(t, d.Path("tokens", "default", "devices.table")) + switchedTo(tc.model) + "Create device success.\n"
+			}
+			want(t, r, tc.code, stdout, tc.stderr)
 			if tc.model == "" {
 				wantDevices(t, d)
 				wantCurrent(t, d, "")
@@ -309,7 +333,7 @@ func TestRemoveByID(t *testing.T) {
 			d := start(t)
 			addDevice(t, d, "Small.64GB")
 			addDevice(t, d, "Medium.128GB")
-			want(t, smi(t, d, args...), 0, "Remove device success.\n", "")
+			wantDone(t, smi(t, d, args...), "Remove device success.\n")
 			wantDevices(t, d, "2027")
 			wantCurrent(t, d, "2027")
 		})
@@ -323,14 +347,14 @@ func TestRemoveCurrent(t *testing.T) {
 	addDevice(t, d, "Small.64GB")
 	addDevice(t, d, "Medium.128GB")
 	addDevice(t, d, "Large.256GB")
-	want(t, smi(t, d, "device", "--switch", "2027"), 0, "Switch current device success.\n", "")
-	want(t, smi(t, d, "device", "--rm"), 0, "Remove device success.\n", "")
+	wantDone(t, smi(t, d, "device", "--switch", "2027"), "Switch current device success.\n")
+	wantDone(t, smi(t, d, "device", "--rm"), "Remove device success.\n")
 	wantDevices(t, d, "2026", "2028")
 	wantCurrent(t, d, "2028")
-	want(t, smi(t, d, "device", "rm"), 0, "Remove device success.\n", "")
+	wantDone(t, smi(t, d, "device", "rm"), "Remove device success.\n")
 	wantDevices(t, d, "2026")
 	wantCurrent(t, d, "2026")
-	want(t, smi(t, d, "device", "--rm"), 0, "Remove device success.\n", "")
+	wantDone(t, smi(t, d, "device", "--rm"), "Remove device success.\n")
 	wantDevices(t, d)
 	wantCurrent(t, d, "")
 	want(t, smi(t, d, "device", "--rm"), 1, "", "Remove device failed. (No device to remove.)\n")
@@ -347,14 +371,14 @@ func TestRemoveAll(t *testing.T) {
 			addDevice(t, d, "Small.64GB")
 			addDevice(t, d, "Medium.128GB")
 			addDevice(t, d, "Large.256GB")
-			want(t, smi(t, d, args...), 0, "Remove device success.\n", "")
+			wantDone(t, smi(t, d, args...), "Remove device success.\n")
 			wantDevices(t, d)
 			wantCurrent(t, d, "")
 			if got := read(t, d.Path("tokens", "default", "limit")); got != "max 3\nused 0\n" {
 				t.Errorf("limit = %q", got)
 			}
 			// Nothing left to remove is no failure.
-			want(t, smi(t, d, args...), 0, "Remove device success.\n", "")
+			wantDone(t, smi(t, d, args...), "Remove device success.\n")
 		})
 	}
 }
@@ -369,28 +393,31 @@ func TestSwitch(t *testing.T) {
 			d := start(t)
 			addDevice(t, d, "Small.64GB")
 			addDevice(t, d, "Medium.128GB")
-			want(t, smi(t, d, args...), 0, "Switch current device success.\n", "")
+			wantDone(t, smi(t, d, args...), "Switch current device success.\n")
 			wantCurrent(t, d, "2026")
 			wantDevices(t, d, "2026", "2027")
 		})
 	}
 }
 
+// moreh-smi -i of an unknown device exits 6, nvidia-smi's "not found"; the
+// device commands, moreh's own, 1.
 func TestUnknownDevice(t *testing.T) {
 	d := start(t)
 	addDevice(t, d, "Small.64GB")
 	for _, tc := range []struct {
 		args   []string
+		code   int
 		stderr string
 	}{
-		{[]string{"-i", "2099"}, "Show device failed. (Device 2099 does not exist.)\n"},
-		{[]string{"-i", "abc"}, "Show device failed. (Device abc does not exist.)\n"},
-		{[]string{"device", "--rm", "2099"}, "Remove device failed. (Device 2099 does not exist.)\n"},
-		{[]string{"rm", "../2026"}, "Remove device failed. (Device ../2026 does not exist.)\n"},
-		{[]string{"device", "--switch", "2099"}, "Switch current device failed. (Device 2099 does not exist.)\n"},
-		{[]string{"device", "switch", "x"}, "Switch current device failed. (Device x does not exist.)\n"},
+		{[]string{"-i", "2099"}, 6, "Show device failed. (Device 2099 does not exist.)\n"},
+		{[]string{"-i", "abc"}, 6, "Show device failed. (Device abc does not exist.)\n"},
+		{[]string{"device", "--rm", "2099"}, 1, "Remove device failed. (Device 2099 does not exist.)\n"},
+		{[]string{"rm", "../2026"}, 1, "Remove device failed. (Device ../2026 does not exist.)\n"},
+		{[]string{"device", "--switch", "2099"}, 1, "Switch current device failed. (Device 2099 does not exist.)\n"},
+		{[]string{"device", "switch", "x"}, 1, "Switch current device failed. (Device x does not exist.)\n"},
 	} {
-		want(t, smi(t, d, tc.args...), 1, "", tc.stderr)
+		want(t, smi(t, d, tc.args...), tc.code, "", tc.stderr)
 	}
 	wantDevices(t, d, "2026")
 	wantCurrent(t, d, "2026")
@@ -424,7 +451,7 @@ func TestList(t *testing.T) {
 	addDevice(t, d, "Large.256GB")
 	addDevice(t, d, "12xLarge.6144GB")
 	want(t, smi(t, d, "device", "--list"), 0, listFor(t, "12xLarge.6144GB"), "")
-	want(t, smi(t, d, "device", "--switch", "2026"), 0, "Switch current device success.\n", "")
+	wantDone(t, smi(t, d, "device", "--switch", "2026"), "Switch current device success.\n")
 	want(t, smi(t, d, "device", "list"), 0, listFor(t, "Large.256GB"), "")
 	wantDevices(t, d, "2026", "2027")
 }
@@ -585,7 +612,8 @@ func TestUsageErrors(t *testing.T) {
 		{"moreh-smi", []string{"bogus"}, "moreh-smi: unknown command 'bogus'."},
 		{"moreh-smi", []string{"device"}, "moreh-smi: device: say what to do: --add, --rm, --switch or --list."},
 		{"moreh-smi", []string{"device", "--frob"}, "moreh-smi: device: unknown command '--frob'."},
-		{"moreh-smi", []string{"device", "--switch"}, "moreh-smi: expected one device ID, got 0: nothing."},
+		{"moreh-smi", []string{"device", "--switch", "2026", "2027"}, "moreh-smi: device --switch takes one device ID at most."},
+		{"moreh-smi", []string{"device", "--switch", "--to"}, "moreh-smi: device --switch: unknown option '--to'."},
 		{"moreh-smi", []string{"device", "--rm", "2026", "2027"}, "moreh-smi: device --rm takes one device ID at most."},
 		{"moreh-smi", []string{"device", "--rm", "--al"}, "moreh-smi: device --rm: unknown option '--al'."},
 		{"moreh-smi", []string{"device", "--add", "1", "2"}, "moreh-smi: device --add takes one model at most."},
@@ -604,17 +632,41 @@ func TestUsageErrors(t *testing.T) {
 	wantModel(t, d, "2026", "Small.64GB")
 }
 
+// Without a tree (nothing mounted, or the daemon gone), each shim says that
+// morehd is not running and how to start it; moreh-smi exits 9, nvidia-smi's
+// "driver not loaded".
 func TestNoTree(t *testing.T) {
 	t.Parallel()
 	d := morehdtest.Start(t)
 	d.Stop() // the mount point is left as an empty directory
 	for _, root := range []string{filepath.Join(t.TempDir(), "nowhere"), d.Mount} {
-		msg := "moreh: no moreh tree at " + root + " (is morehd running?)\n"
-		want(t, shim(t, root, "", nil, "moreh-smi"), 1, "", msg)
-		want(t, shim(t, root, "", nil, "moreh-smi", "device", "--add", "3"), 1, "", msg)
-		want(t, shim(t, root, "", nil, "moreh-smi", "-i", "2026"), 1, "", msg)
+		msg := notRunning(root)
+		want(t, shim(t, root, "", nil, "moreh-smi"), 9, "", msg)
+		want(t, shim(t, root, "", nil, "moreh-smi", "device", "--add", "3"), 9, "", msg)
+		want(t, shim(t, root, "", nil, "moreh-smi", "-i", "2026"), 9, "", msg)
+		want(t, shim(t, root, "", nil, "moreh-smi", "--query-gpu=index"), 9, "", msg)
 		want(t, shim(t, root, "", nil, "moreh-switch-model", "-M", "3"), 1, "", msg)
 	}
+}
+
+// A killed daemon leaves a dead mount (ENOTCONN): the same sentence.
+func TestDeadMount(t *testing.T) {
+	t.Parallel()
+	d := morehdtest.Start(t)
+	d.Kill() // Stop, in Cleanup, detaches the mount
+	if _, err := os.Stat(d.Path("models")); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("stat of a killed daemon's models: %v, want ENOTCONN", err)
+	}
+	msg := notRunning(d.Mount)
+	want(t, shim(t, d.Mount, "", nil, "moreh-smi"), 9, "", msg)
+	want(t, shim(t, d.Mount, "", nil, "moreh-smi", "--query-gpu=index"), 9, "", msg)
+	want(t, shim(t, d.Mount, "", nil, "moreh-switch-model", "-M", "3"), 1, "", msg)
+	want(t, shim(t, d.Mount, "", nil, "moreh-run", "true"), 1, "", msg)
+}
+
+// notRunning is what a shim says when no tree answers at root.
+func notRunning(root string) string {
+	return "moreh: morehd is not running (no moreh tree at " + root + "): start it with: sudo systemctl start morehd (or: sudo morehd --mount " + root + ")\n"
 }
 
 // The default model is the tree's: the line of models marked "default" is

@@ -15,23 +15,42 @@ usage_error() {
 }
 
 # fail ACTION CAUSE [STATUS]: prints "<ACTION> failed. (<CAUSE>)" to stderr;
-# exits STATUS (default 1).
+# exits STATUS (default 1). When the tree has gone meanwhile (morehd
+# stopped), that is the cause shown (not_running).
 fail() {
+	[[ -r $ROOT/models ]] || not_running
 	printf '%s failed. (%s)\n' "$1" "$2" >&2
 	exit "${3:-1}"
 }
 
-# need_tree: exits 1 unless a moreh tree answers at $ROOT; binds an unbound
-# caller to a token (bind_token); sets MINE, the caller's token directory
-# (the per-caller devices link's parent), and ERRORS, its errors file.
+# not_running: says that no morehd answers at $ROOT (nothing mounted
+# there, or a dead mount: ENOTCONN) and how to start it; exits
+# NOT_RUNNING_STATUS (default 1; moreh-smi's is 9, nvidia-smi's "driver not
+# loaded").
+not_running() {
+	printf 'moreh: morehd is not running (no moreh tree at %s): start it with: sudo systemctl start morehd (or: sudo morehd --mount %s)\n' "$ROOT" "$ROOT" >&2
+	exit "${NOT_RUNNING_STATUS:-1}"
+}
+
+# need_tree: exits (not_running) unless a moreh tree answers at $ROOT;
+# binds an unbound caller to a token (bind_token); sets MINE, the caller's
+# token directory (the per-caller devices link's parent), and ERRORS, its
+# errors file.
 need_tree() {
-	if [[ ! -r $ROOT/models ]]; then
-		printf 'moreh: no moreh tree at %s (is morehd running?)\n' "$ROOT" >&2
-		exit 1
-	fi
+	[[ -r $ROOT/models ]] || not_running
 	bind_token
 	MINE=$ROOT/devices/..
 	ERRORS=$MINE/errors
+}
+
+# wants_help ARGS...: whether -h or --help is among ARGS: then a shim
+# prints its help and does nothing else.
+wants_help() {
+	local arg
+	for arg in "$@"; do
+		[[ $arg == -h || $arg == --help ]] && return 0
+	done
+	return 1
 }
 
 # read_file VAR FILE: sets VAR to the whole of FILE, read by bash itself (no
@@ -155,6 +174,13 @@ bind_token() {
 
 # --- devices and models ---
 
+# print_devices_table: the token's short Device | Name | Model table that
+# morehd renders (devices.table), as the real moreh-smi prints it after
+# device --add, --rm and --switch; nothing where the tree has none.
+print_devices_table() {
+	print_file "$ROOT/devices/../devices.table" || :
+}
+
 # current_id: the current device id, or nothing when the token has none.
 current_id() {
 	local id
@@ -162,10 +188,11 @@ current_id() {
 	printf '%s' "${id//[[:space:]]/}"
 }
 
-# check_device ACTION ID: fails ACTION unless device ID exists.
+# check_device ACTION ID [STATUS]: fails ACTION, exiting STATUS (default
+# 1), unless device ID exists.
 check_device() {
 	[[ $2 =~ ^[0-9]+$ && -d $ROOT/devices/$2 ]] ||
-		fail "$1" "Device $2 does not exist."
+		fail "$1" "Device $2 does not exist." "${3:-1}"
 }
 
 # load_models: from the models file ("<n>\t<name>\t<units>\t<MiB>", and
@@ -210,15 +237,13 @@ print_models() {
 	done
 }
 
-# menu ACTION CURRENT: shows the menu, * after CURRENT, and reads a
-# selection from stdin until it is a model number; sets SELECTED. q or Q
-# exits 0; end of input fails ACTION.
-menu() {
+# choose ACTION N: reads a selection from stdin until it is a number 1-N,
+# prompting "Selection (1-N, q, Q): " each time; sets CHOICE. q or Q exits
+# 0; end of input fails ACTION.
+choose() {
 	local reply
-	print_models "$2"
-	printf '\n'
 	while :; do
-		printf 'Selection (1-%s, q, Q): ' "$NMODELS"
+		printf 'Selection (1-%s, q, Q): ' "$2"
 		if ! IFS= read -r reply && [[ -z $reply ]]; then
 			printf '\n'
 			fail "$1" "No selection was made."
@@ -227,7 +252,21 @@ menu() {
 		case $reply in
 		q | Q) exit 0 ;;
 		esac
-		model_number "$reply" && return
+		if [[ $reply =~ ^[0-9]{1,4}$ ]] && ((10#$reply >= 1 && 10#$reply <= $2)); then
+			CHOICE=$((10#$reply))
+			return
+		fi
+	done
+}
+
+# menu ACTION CURRENT: shows the menu, * after CURRENT, and reads a
+# selection (choose) until it is a model number; sets SELECTED.
+menu() {
+	print_models "$2"
+	printf '\n'
+	while :; do
+		choose "$1" "$NMODELS"
+		model_number "$CHOICE" && return
 	done
 }
 
