@@ -29,6 +29,7 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 		return
 	}
 	for batch := range w.watchChanges(ctx) {
+		r.remoteChanges.Add(1)
 		var names []string
 		everything := batch == nil
 		for _, c := range batch {
@@ -46,6 +47,10 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 		}
 	}
 }
+
+// RemoteChanges counts the batches of other writers' changes seen so far:
+// while it stands still, what this node last read of jobs and the pool holds.
+func (r *Registry) RemoteChanges() uint64 { return r.remoteChanges.Load() }
 
 func (e *etcdEngine) watchChanges(ctx context.Context) <-chan []changedKey {
 	out := make(chan []changedKey, 1)

@@ -28,9 +28,10 @@ type Registry struct {
 	Errors *ErrorLog
 	now    func() time.Time
 
-	secretTokens atomic.Int64                                // tokens with a secret: when 0 every caller shares the default token
-	owners       owners                                      // each token's Owner, to tell the tree which changed
-	figures      atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
+	secretTokens  atomic.Int64                                // tokens with a secret: when 0 every caller shares the default token
+	owners        owners                                      // each token's Owner, to tell the tree which changed
+	figures       atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
+	remoteChanges atomic.Uint64                               // FollowOthers's batches
 }
 
 // Open prepares the registry on eng: the default token exists with the

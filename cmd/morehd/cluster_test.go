@@ -427,3 +427,30 @@ func startSleeper(t *testing.T) (*exec.Cmd, <-chan struct{}) {
 	t.Cleanup(func() { job.Process.Kill(); <-exited })
 	return job, exited
 }
+
+// TestClusterIdleNodesDoNotPoll: three idle nodes, one with a running job,
+// send etcd no range requests: they learn of changes through the watch.
+// (Before, each polled jobs, the pool and every token five times a second.)
+func TestClusterIdleNodesDoNotPoll(t *testing.T) {
+	c := startCluster(t)
+	if err := os.Mkdir(c.nodes[0].Path("devices", "Small.64GB"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	job, _ := startSleeper(t)
+	attach(t, c.nodes[0], "2026", job.Process.Pid)
+	<-time.After(time.Second) // every node reads the attach's change once, then nothing changes
+	before, err := c.etcd.Ranges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-time.After(3 * time.Second) // the span measured, on the test's own clock
+	after, err := c.etcd.Ranges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	perNode := (after - before) / 3 / float64(len(c.nodes))
+	t.Logf("idle: %.2f range requests a second per node (%s)", perNode, c.etcd.Version())
+	if after-before > 3 {
+		t.Errorf("idle nodes sent %v range requests in 3 s, want none", after-before)
+	}
+}

@@ -41,7 +41,11 @@ type Runtime struct {
 	lastJobs atomic.Pointer[[]store.Job] // this node's jobs as the supervisor saw them last
 	figures  jobFigures                  // what the sampler saw of each local job
 	idle     idleJobs                    // how long each local job did nothing
-	running  sync.WaitGroup
+	dirty    atomic.Bool                 // this runtime wrote jobs: the supervisor reads them again
+	// The supervisor's own: what it saw last.
+	seenRemote    uint64
+	idleCheckedAt time.Time
+	running       sync.WaitGroup
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -81,6 +85,7 @@ func (rt *Runtime) Node() string { return rt.reg.Node() }
 // RegisterGPUs makes the probe's inventory this node's part of the pool and
 // returns the jobs that ended because a GPU of theirs is gone.
 func (rt *Runtime) RegisterGPUs(ctx context.Context) ([]uint64, error) {
+	defer rt.dirty.Store(true)
 	return rt.reg.SetPool(ctx, poolGPUs(rt.cfg.Probe.GPUs(), rt.cfg.UnitMiB))
 }
 

@@ -84,6 +84,7 @@ func (rt *Runtime) stopJob(ctx context.Context, job store.Job, reason store.EndR
 		return err
 	}
 	rt.cfg.Procs.Terminate(ctx, procIDs(job.Procs), rt.cfg.ResetGrace)
+	defer rt.dirty.Store(true)
 	err := rt.reg.EndJob(ctx, job.ID, reason)
 	if store.KindOf(err) == store.KindNoProcess {
 		err = nil // the supervisor saw it end first

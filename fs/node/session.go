@@ -66,6 +66,7 @@ func (rt *Runtime) fenceJob(ctx context.Context, j store.Job) {
 // noteJob adds a job just attached here to the ones the supervisor saw, so
 // that a lease lost before its next round still fences it.
 func (rt *Runtime) noteJob(job store.Job) {
+	defer rt.dirty.Store(true)
 	for {
 		old := rt.lastJobs.Load()
 		var jobs []store.Job

@@ -27,9 +27,22 @@ func (rt *Runtime) supervise(ctx context.Context) {
 }
 
 // Round is one pass of the supervisor: reap, remove idle devices, then tell
-// the probe and the sampler which processes run where.
+// the probe and the sampler which processes run where. It reads the store
+// only when something may have changed there: a write of this node's
+// runtime, another node's change seen by the watch, a process of a local
+// job that ended or was born, or the idle-device check's second.
 func (rt *Runtime) Round(ctx context.Context) {
+	remote := rt.reg.RemoteChanges()
+	if jobs := rt.lastJobs.Load(); jobs != nil && !rt.dirty.Swap(false) && remote == rt.seenRemote &&
+		!rt.procsChanged(*jobs) && !rt.idleDevicesDue() {
+		snap := rt.sampler.Latest()
+		rt.figures.observe(rt, snap, *jobs)
+		rt.checkIdle(ctx, snap, *jobs)
+		return
+	}
 	log := rt.cfg.Log
+	log.Debug("supervisor reads the store", "remote_changes", remote-rt.seenRemote)
+	rt.seenRemote = remote
 	ended, err := rt.reg.Reap(ctx, procTable{rt.cfg.Procs})
 	if err != nil && ctx.Err() == nil {
 		log.Error("reaping jobs", "err", err)
@@ -38,6 +51,7 @@ func (rt *Runtime) Round(ctx context.Context) {
 		log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
 	}
 	if rt.cfg.IdleTimeout > 0 {
+		rt.idleCheckedAt = time.Now()
 		removed, err := rt.reg.RemoveIdle(ctx, time.Now().Add(-rt.cfg.IdleTimeout))
 		if err != nil && ctx.Err() == nil {
 			log.Error("removing idle devices", "err", err)
@@ -48,7 +62,33 @@ func (rt *Runtime) Round(ctx context.Context) {
 	}
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
 		rt.assign(ctx, jobs)
+	} else {
+		rt.dirty.Store(true) // read again next round
 	}
+}
+
+// procsChanged reports whether a process of a local job ended, or one was
+// born to it: the store's record of the job must follow.
+func (rt *Runtime) procsChanged(jobs []store.Job) bool {
+	pt := procTable{rt.cfg.Procs}
+	held := map[store.Proc]bool{}
+	var all []store.Proc
+	for _, j := range jobs {
+		for _, p := range j.Procs {
+			if !pt.Alive(p) {
+				return true
+			}
+			held[p] = true
+			all = append(all, p)
+		}
+	}
+	return slices.ContainsFunc(pt.Descendants(all), func(p store.Proc) bool { return !held[p] })
+}
+
+// idleDevicesDue says when the idle-device check, which needs the store,
+// runs again: once a second at most.
+func (rt *Runtime) idleDevicesDue() bool {
+	return rt.cfg.IdleTimeout > 0 && time.Since(rt.idleCheckedAt) >= min(time.Second, rt.cfg.IdleTimeout/4)
 }
 
 // assign tells a probe that cannot see processes by itself (the sim) which

@@ -3,13 +3,17 @@ package etcdtest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -112,4 +116,54 @@ func (c *Cluster) signal(i int, sig syscall.Signal) error {
 		return fmt.Errorf("etcd member %d is not a running process", i)
 	}
 	return m.cmd.Process.Signal(sig)
+}
+
+// Ranges is the range requests every running member has served so far
+// (etcd_mvcc_range_total, summed), from each process's /metrics, or from
+// this process's registry where the members are embedded (they share it).
+func (c *Cluster) Ranges() (float64, error) {
+	if c.bin == "" {
+		return gatheredRanges()
+	}
+	var sum float64
+	for i, endpoint := range c.clients {
+		c.mu.Lock()
+		running := c.procs[i] != nil
+		c.mu.Unlock()
+		if !running {
+			continue
+		}
+		resp, err := http.Get(endpoint + "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "etcd_mvcc_range_total "); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return 0, err
+				}
+				sum += n
+			}
+		}
+	}
+	return sum, nil
+}
+
+func gatheredRanges() (float64, error) {
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range families {
+		if f.GetName() == "etcd_mvcc_range_total" {
+			return f.GetMetric()[0].GetCounter().GetValue(), nil
+		}
+	}
+	return 0, fmt.Errorf("etcd exports no etcd_mvcc_range_total")
 }
