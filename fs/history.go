@@ -30,6 +30,30 @@ func appendHistory(b []byte, entries []store.HistoryEntry) []byte {
 	return b
 }
 
+// appendHistoryCSV renders entries as history.csv, nvidia-smi's CSV style:
+// a header with units, values joined by ", " (nodes by ";").
+func appendHistoryCSV(b []byte, entries []store.HistoryEntry) []byte {
+	b = append(b, "job, device, model, units, started, ended, seconds, reason, peak_memory [MiB], utilization [%], fits, nodes\n"...)
+	for _, h := range entries {
+		util := "[N/A]"
+		if h.MeanUtilization != store.NoFigure {
+			util = fmt.Sprint(h.MeanUtilization, " %")
+		}
+		b = fmt.Appendf(b, "%d, %d, %s, %d, %s, %s, %d, %s, %d MiB, %s, %s, %s\n", h.Job, h.Device, h.Model, h.Units,
+			h.Started.UTC().Format(time.RFC3339), h.Ended.UTC().Format(time.RFC3339), int64(h.Ended.Sub(h.Started).Round(time.Second)/time.Second),
+			h.Reason, h.PeakMiB, util, h.Fits, strings.Join(h.Nodes, ";"))
+	}
+	return b
+}
+
+func (d *tokenDir) renderHistoryCSV(ctx context.Context) ([]byte, error) {
+	entries, err := d.t.Registry.History(ctx, d.token)
+	if err != nil {
+		return nil, err
+	}
+	return appendHistoryCSV(nil, entries), nil
+}
+
 func (d *tokenDir) renderHistory(ctx context.Context) ([]byte, error) {
 	entries, err := d.t.Registry.History(ctx, d.token)
 	if err != nil {

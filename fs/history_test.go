@@ -26,6 +26,7 @@ func TestHistoryGolden(t *testing.T) {
 	}
 	checkGolden(t, "history.golden", string(appendHistory(nil, entries)))
 	checkGolden(t, "history-empty.golden", string(appendHistory(nil, nil)))
+	checkGolden(t, "history.csv.golden", string(appendHistoryCSV(nil, entries)))
 }
 
 // historyOf reads tokens/default/history.json.

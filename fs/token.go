@@ -19,7 +19,7 @@ type tokenDir struct {
 
 // tokenEntries are the names in a token's directory, in listing order; the
 // index+1 is the entry's inode offset.
-var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices.table", "devices", "history", "history.json", "usage"}
+var tokenEntries = []string{"current", "limit", "status", "status.json", "errors", "devices.table", "devices", "history", "history.json", "history.csv", "usage"}
 
 var _ = (fusefs.NodeLookuper)((*tokenDir)(nil))
 
@@ -57,6 +57,8 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 		return ro(d.renderHistory)
 	case "history.json":
 		return ro(d.renderHistoryJSON)
+	case "history.csv":
+		return ro(d.renderHistoryCSV)
 	case "usage":
 		return ro(d.renderUsage)
 	}

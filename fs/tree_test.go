@@ -63,7 +63,7 @@ func TestRootLayout(t *testing.T) {
 	if got := listDir(t, tt.path("tokens")); !slices.Equal(got, []string{"default"}) {
 		t.Errorf("tokens lists %v", got)
 	}
-	wantToken := []string{"current", "devices", "devices.table", "errors", "history", "history.json", "limit", "status", "status.json", "usage"}
+	wantToken := []string{"current", "devices", "devices.table", "errors", "history", "history.csv", "history.json", "limit", "status", "status.json", "usage"}
 	if got := listDir(t, tt.path("tokens", "default")); !slices.Equal(got, wantToken) {
 		t.Errorf("tokens/default lists %v, want %v", got, wantToken)
 	}
