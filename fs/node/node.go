@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moreh-io/moreh/fs/node/cgroup"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -27,6 +28,15 @@ type Config struct {
 	ResetGrace  time.Duration // between SIGTERM and SIGKILL when a job is reset; default 5s
 	UnitMiB     uint64        // GPU memory per pool unit; default store.UnitMiB
 	Log         *slog.Logger
+
+	// Cgroups, when set, makes each job a cgroup under this subtree: the
+	// kernel keeps its processes and says when they are gone, and no
+	// /proc walk runs. Nil is the /proc supervision, which background
+	// children can escape.
+	Cgroups *cgroup.Manager
+	// NoDevicePrograms says BPF device programs cannot be loaded here: jobs
+	// are still cgroups, without device isolation.
+	NoDevicePrograms bool
 }
 
 // Runtime is one machine's share of the pool.
@@ -36,6 +46,8 @@ type Runtime struct {
 	sampler *gpu.Sampler
 	index   map[string]int // this node's GPUs: UUID → probe index
 	running sync.WaitGroup
+	cg      *jobGroups    // nil: jobs are supervised through /proc
+	stopped chan struct{} // closed once Start's context ends
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -58,9 +70,17 @@ func New(cfg Config) *Runtime {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Runtime{cfg: cfg, reg: cfg.Registry, sampler: gpu.NewSampler(cfg.Probe, cfg.SampleEvery, cfg.Log), index: map[string]int{}}
+	rt := &Runtime{cfg: cfg, reg: cfg.Registry, sampler: gpu.NewSampler(cfg.Probe, cfg.SampleEvery, cfg.Log), index: map[string]int{}, stopped: make(chan struct{})}
 	for _, g := range cfg.Probe.GPUs() {
 		rt.index[g.UUID] = g.Index
+	}
+	if cfg.Cgroups != nil {
+		w, err := cgroup.NewWatcher()
+		if err != nil {
+			cfg.Log.Warn("containment: proc (background children can escape)", "reason", err)
+			return rt
+		}
+		rt.cg = &jobGroups{mgr: cfg.Cgroups, w: w, devices: !cfg.NoDevicePrograms, groups: map[uint64]*jobGroup{}}
 	}
 	return rt
 }
@@ -87,8 +107,17 @@ func poolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
 	return out
 }
 
-// Start runs the sampler and the job supervisor until ctx ends; Wait joins them.
+// Start runs the sampler and the job supervisor until ctx ends; Wait joins
+// them. Where jobs are cgroups it first matches the store's jobs with the
+// kernel's cgroups (reconcile), then releases jobs on the kernel's events.
 func (rt *Runtime) Start(ctx context.Context) {
+	if rt.cg != nil {
+		if err := rt.reconcile(ctx); err != nil {
+			rt.cfg.Log.Error("matching jobs with their cgroups", "err", err)
+		}
+		rt.running.Go(func() { rt.watchJobs(ctx) })
+	}
+	rt.running.Go(func() { <-ctx.Done(); close(rt.stopped) })
 	rt.running.Go(func() { rt.sampler.Run(ctx) })
 	rt.running.Go(func() { rt.supervise(ctx) })
 }

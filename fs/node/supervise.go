@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/moreh-io/moreh/fs/node/cgroup"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -29,7 +30,11 @@ func (rt *Runtime) supervise(ctx context.Context) {
 // tokens, then tell the probe and the sampler which processes run where.
 func (rt *Runtime) Round(ctx context.Context) {
 	log := rt.cfg.Log
-	ended, err := rt.reg.Reap(ctx, procTable{rt.cfg.Procs})
+	var table store.ProcessTable = procTable{rt}
+	if rt.cg != nil {
+		table = kernelKept{} // the kernel follows the processes; only GPUs that left the pool end jobs here
+	}
+	ended, err := rt.reg.Reap(ctx, table)
 	if err != nil && ctx.Err() == nil {
 		log.Error("reaping jobs", "err", err)
 	}
@@ -58,6 +63,7 @@ func (rt *Runtime) Round(ctx context.Context) {
 // to read.
 func (rt *Runtime) assign(jobs []store.Job) {
 	var named []gpu.ProcID
+	var whole []gpu.JobFigures
 	assigned := map[int][]int{}
 	for _, j := range jobs {
 		if j.Node != rt.Node() && j.Node != "" {
@@ -69,27 +75,40 @@ func (rt *Runtime) assign(jobs []store.Job) {
 				gpus = append(gpus, i)
 			}
 		}
-		for _, p := range j.Procs {
+		for _, p := range rt.jobProcs(j) {
 			assigned[p.PID] = gpus
 			named = append(named, procID(p))
+		}
+		if rt.cg != nil {
+			if jg := rt.group(j.ID); jg != nil {
+				whole = append(whole, gpu.JobFigures{ID: j.ID, GPUs: gpus, Meter: groupMeter{jg.g}})
+			}
 		}
 	}
 	if a, ok := rt.cfg.Probe.(gpu.Assigner); ok {
 		a.Assign(assigned)
 	}
+	if a, ok := rt.cfg.Probe.(gpu.JobAssigner); ok {
+		a.AssignJobs(whole)
+	}
 	rt.sampler.NameProcesses(named)
 }
 
-// procTable is the machine's processes as the registry's reaper asks for them.
-type procTable struct{ procs gpu.ProcFS }
+// procTable is the machine's processes as the registry's reaper asks for
+// them. A process that cannot be seen because /proc cannot be read is alive.
+type procTable struct{ rt *Runtime }
 
 var _ store.ProcessTable = procTable{}
 
-func (p procTable) Alive(proc store.Proc) bool { return p.procs.Alive(procID(proc)) }
+func (p procTable) Readable() error { return p.rt.procReadable() }
+
+func (p procTable) Alive(proc store.Proc) bool {
+	return p.rt.cfg.Procs.Alive(procID(proc)) || p.rt.procReadable() != nil
+}
 
 func (p procTable) Descendants(procs []store.Proc) []store.Proc {
 	var out []store.Proc
-	for _, c := range p.procs.Descendants(procIDs(procs)) {
+	for _, c := range p.rt.cfg.Procs.Descendants(procIDs(procs)) {
 		if child := (store.Proc{PID: c.PID, Start: c.Start}); !slices.Contains(out, child) {
 			out = append(out, child)
 		}
@@ -105,4 +124,30 @@ func procIDs(procs []store.Proc) []gpu.ProcID {
 		ids[i] = procID(p)
 	}
 	return ids
+}
+
+// kernelKept is the reaper's table where jobs are cgroups: every recorded
+// process counts as alive and none is followed, since the job's cgroup, not
+// its record, says when it ends (the watcher's report).
+type kernelKept struct{}
+
+var _ store.ProcessTable = kernelKept{}
+
+func (kernelKept) Readable() error                       { return nil }
+func (kernelKept) Alive(store.Proc) bool                 { return true }
+func (kernelKept) Descendants([]store.Proc) []store.Proc { return nil }
+
+// groupMeter reads a job's figures from its cgroup: memory where the memory
+// controller is on, CPU time from cpu.stat (there with or without the cpu
+// controller).
+type groupMeter struct{ g *cgroup.Group }
+
+func (m groupMeter) MemoryBytes() (uint64, bool) {
+	b, ok, err := m.g.MemoryCurrent()
+	return b, ok && err == nil
+}
+
+func (m groupMeter) CPUUsec() (uint64, bool) {
+	usec, err := m.g.CPUUsec()
+	return usec, err == nil
 }
