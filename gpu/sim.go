@@ -22,12 +22,13 @@ type simProbe struct {
 	gpus []GPU
 	proc ProcFS
 
-	mu       sync.Mutex
-	assigned map[int][]int // pid → GPU indices, from the jobs
-	ticks    map[int]uint64
-	jobs     []JobFigures      // jobs measured as a whole (their cgroups)
-	jobUsec  map[uint64]uint64 // job → CPU µs at the last sample
-	lastAt   time.Time
+	mu        sync.Mutex
+	assigned  map[int][]int // pid → GPU indices, from the jobs
+	ticks     map[int]uint64
+	jobs      []JobFigures      // jobs measured as a whole (their cgroups)
+	jobUsec   map[uint64]uint64 // job → CPU µs at the last sample
+	lastAt    time.Time
+	lastProcs []Process // what the last read found
 }
 
 var (
@@ -166,14 +167,26 @@ func (p *simProbe) Assign(pidGPUs map[int][]int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = pidGPUs
+	p.lastProcs = nil // a new assignment is read afresh
 }
 
 // Processes reports each assigned process's resident memory, shared evenly
 // among its GPUs.
+// The sampler asks for them right after Sample: that sample's are reused.
 func (p *simProbe) Processes(ctx context.Context) ([]Process, error) {
+	p.mu.Lock()
+	if time.Since(p.lastAt) < reuseWithin && p.lastProcs != nil {
+		procs := append([]Process(nil), p.lastProcs...)
+		p.mu.Unlock()
+		return procs, nil
+	}
+	p.mu.Unlock()
 	procs, _, _ := p.read()
 	return procs, nil
 }
+
+// reuseWithin is how recent a sample's processes are reused by Processes.
+const reuseWithin = 50 * time.Millisecond
 
 // Sample reports per GPU the memory of its processes and their CPU use
 // since the last sample, as a percentage capped at 100.
@@ -260,6 +273,10 @@ func (p *simProbe) read() (procs []Process, busy map[int]int, jobMiB map[int]uin
 		}
 		return procs[i].GPU < procs[j].GPU
 	})
+	p.lastProcs = procs
+	if p.lastProcs == nil {
+		p.lastProcs = []Process{}
+	}
 	return procs, busy, jobMiB
 }
 

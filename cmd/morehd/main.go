@@ -109,6 +109,11 @@ func serve(cfg config, log *slog.Logger) error {
 	for _, job := range ended {
 		log.Warn("job ended: its GPU left the pool", "job", job)
 	}
+	if cgroups != nil {
+		// A subtree left with no job goes with the daemon; one with jobs
+		// stays for the next start (rmdir refuses a non-empty cgroup).
+		defer os.Remove(cgroups.Dir())
+	}
 	rt.Start(background)
 	defer rt.Wait() // before the store closes: the supervisor uses it
 	defer stopBackground()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,9 @@ type jobGroups struct {
 	mgr     *cgroup.Manager
 	w       *cgroup.Watcher
 	devices bool // BPF device programs load here: jobs open only their GPUs' nodes
+	memory  bool // the subtree has the memory controller: figures from memory.current
+
+	changed atomic.Bool // a job was attached or released: the probe learns it next round
 
 	// mu orders attach (store, then cgroup) against release (cgroup, then
 	// store): a release never ends a job that an attach is filling.
@@ -40,6 +44,9 @@ type jobGroup struct {
 	g     *cgroup.Group
 	job   store.Job     // as attached or found at start: for the log
 	ended chan struct{} // closed once the job is released and its cgroup removed
+
+	mu     sync.Mutex
+	starts map[int]uint64 // the start times of its processes, read once per pid
 }
 
 // Containment says how jobs are held: ContainmentCgroup or ContainmentProc.
@@ -129,6 +136,7 @@ func (rt *Runtime) attachContained(ctx context.Context, token string, id uint64,
 	if err := c.w.Watch(jg.g); err != nil { // an empty cgroup is reported at once
 		rt.cfg.Log.Error("watching a job's cgroup", "job", job.ID, "err", err)
 	}
+	c.changed.Store(true)
 	if addErr != nil {
 		if errors.Is(addErr, syscall.ESRCH) {
 			return store.Job{}, store.Errorf(store.KindNoProcess, "Process %d exited before it could join job %d.", proc.PID, job.ID)
@@ -198,6 +206,7 @@ func (rt *Runtime) release(ctx context.Context, id uint64) {
 	}
 	delete(c.groups, id)
 	close(jg.ended)
+	c.changed.Store(true)
 }
 
 // retryRelease tries release again in a second: the store failed, the
@@ -301,11 +310,22 @@ func (rt *Runtime) groupProcs(id uint64) (procs []store.Proc, ok bool) {
 	if err != nil {
 		return nil, false
 	}
+	jg.mu.Lock()
+	defer jg.mu.Unlock()
+	starts := make(map[int]uint64, len(pids))
 	for _, pid := range pids {
-		if info, err := rt.cfg.Procs.Read(pid); err == nil {
-			procs = append(procs, store.Proc{PID: pid, Start: info.Start})
+		start, known := jg.starts[pid] // a pid in the cgroup still is the process it was
+		if !known {
+			info, err := rt.cfg.Procs.Read(pid)
+			if err != nil {
+				continue
+			}
+			start = info.Start
 		}
+		starts[pid] = start
+		procs = append(procs, store.Proc{PID: pid, Start: start})
 	}
+	jg.starts = starts
 	return procs, true
 }
 

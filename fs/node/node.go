@@ -9,7 +9,9 @@ package node
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moreh-io/moreh/fs/node/cgroup"
@@ -48,6 +50,7 @@ type Runtime struct {
 	running sync.WaitGroup
 	cg      *jobGroups    // nil: jobs are supervised through /proc
 	stopped chan struct{} // closed once Start's context ends
+	rounds  atomic.Uint64 // supervisor rounds so far
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -80,7 +83,8 @@ func New(cfg Config) *Runtime {
 			cfg.Log.Warn("containment: proc (background children can escape)", "reason", err)
 			return rt
 		}
-		rt.cg = &jobGroups{mgr: cfg.Cgroups, w: w, devices: !cfg.NoDevicePrograms, groups: map[uint64]*jobGroup{}}
+		rt.cg = &jobGroups{mgr: cfg.Cgroups, w: w, devices: !cfg.NoDevicePrograms, groups: map[uint64]*jobGroup{},
+			memory: slices.Contains(cfg.Cgroups.Controllers(), "memory")}
 	}
 	return rt
 }

@@ -112,7 +112,21 @@ func TestJobIsACgroup(t *testing.T) {
 	if err != nil {
 		t.Skipf("no writable cgroup v2 subtree: %v", err)
 	}
-	t.Cleanup(func() { os.Remove(dir) })
+	t.Cleanup(func() { // what this test made, whatever state it failed in
+		ids, _ := m.List()
+		for _, id := range ids {
+			if g, err := m.Open(id); err == nil {
+				g.Kill()
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-time.After(10 * time.Millisecond) {
+					if populated, err := g.Populated(); err != nil || !populated {
+						break
+					}
+				}
+				g.Remove()
+			}
+		}
+		os.Remove(dir)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := testRegistry(t)
 	rt := testRuntime(t, reg, Config{Cgroups: m})

@@ -28,18 +28,29 @@ func (rt *Runtime) supervise(ctx context.Context) {
 
 // Round is one pass of the supervisor: reap, remove idle devices, refresh
 // tokens, then tell the probe and the sampler which processes run where.
+//
+// Where jobs are cgroups the kernel follows the processes, so a round costs
+// nothing per job: the reaper runs only once a second (for jobs whose
+// GPUs left the pool), and the probe learns which processes run where once
+// per sample, or at once after an attach or a release.
 func (rt *Runtime) Round(ctx context.Context) {
 	log := rt.cfg.Log
+	n := rt.rounds.Add(1) - 1
 	var table store.ProcessTable = procTable{rt}
+	reap, assign := true, true
 	if rt.cg != nil {
-		table = kernelKept{} // the kernel follows the processes; only GPUs that left the pool end jobs here
+		table = kernelKept{}
+		reap = n%uint64(max(1, poolCheckEvery/rt.cfg.ReapEvery)) == 0
+		assign = rt.cg.changed.Swap(false) || n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0
 	}
-	ended, err := rt.reg.Reap(ctx, table)
-	if err != nil && ctx.Err() == nil {
-		log.Error("reaping jobs", "err", err)
-	}
-	for _, j := range ended {
-		log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
+	if reap {
+		ended, err := rt.reg.Reap(ctx, table)
+		if err != nil && ctx.Err() == nil {
+			log.Error("reaping jobs", "err", err)
+		}
+		for _, j := range ended {
+			log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
+		}
 	}
 	if rt.cfg.IdleTimeout > 0 {
 		removed, err := rt.reg.RemoveIdle(ctx, time.Now().Add(-rt.cfg.IdleTimeout))
@@ -53,10 +64,17 @@ func (rt *Runtime) Round(ctx context.Context) {
 	if err := rt.reg.RefreshTokens(ctx); err != nil && ctx.Err() == nil {
 		log.Error("counting tokens", "err", err)
 	}
+	if !assign {
+		return
+	}
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
 		rt.assign(jobs)
 	}
 }
+
+// poolCheckEvery is how often, where jobs are cgroups, the reaper looks for
+// jobs whose GPUs left the pool (a node of the cluster went away).
+const poolCheckEvery = time.Second
 
 // assign tells a probe that cannot see processes by itself (the sim) which
 // of this node's GPUs each job process runs on, and the sampler whose names
@@ -81,7 +99,7 @@ func (rt *Runtime) assign(jobs []store.Job) {
 		}
 		if rt.cg != nil {
 			if jg := rt.group(j.ID); jg != nil {
-				whole = append(whole, gpu.JobFigures{ID: j.ID, GPUs: gpus, Meter: groupMeter{jg.g}})
+				whole = append(whole, gpu.JobFigures{ID: j.ID, GPUs: gpus, Meter: groupMeter{jg.g, rt.cg.memory}})
 			}
 		}
 	}
@@ -140,9 +158,15 @@ func (kernelKept) Descendants([]store.Proc) []store.Proc { return nil }
 // groupMeter reads a job's figures from its cgroup: memory where the memory
 // controller is on, CPU time from cpu.stat (there with or without the cpu
 // controller).
-type groupMeter struct{ g *cgroup.Group }
+type groupMeter struct {
+	g      *cgroup.Group
+	memory bool // the subtree has the memory controller
+}
 
 func (m groupMeter) MemoryBytes() (uint64, bool) {
+	if !m.memory {
+		return 0, false
+	}
 	b, ok, err := m.g.MemoryCurrent()
 	return b, ok && err == nil
 }
