@@ -426,3 +426,29 @@ func TestReleaseLatency(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("release latency over %d jobs: p50 %v, p99 %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 }
+
+// TestProcFallback: with no cgroup subtree (--cgroup-root none, as where no
+// writable cgroup v2 exists) the daemon says so in one log line and in
+// version, keeps version's first three lines, and still runs jobs.
+func TestProcFallback(t *testing.T) {
+	d := morehdtest.Start(t, "--gpus", "sim:2x64GB", "--cgroup-root", "none")
+	v := strings.Split(read(t, d.Path("version")), "\n")
+	if len(v) != 5 || !strings.HasPrefix(v[0], "moreh-smi ") || !strings.HasPrefix(v[1], "client ") || !strings.HasPrefix(v[2], "server ") ||
+		v[3] != "containment: proc (background children can escape)" {
+		t.Errorf("version = %q", v)
+	}
+	if n := strings.Count(d.Log(), `msg="containment: proc (background children can escape)"`); n != 1 {
+		t.Errorf("%d log lines say the containment, want 1:\n%s", n, d.Log())
+	}
+	id := mkdev(t, d, "Small.64GB")
+	job, in := startJobProc(t)
+	attach(t, d, id, job.Process.Pid)
+	if d.CgroupOf(job.Process.Pid) != d.CgroupOf(os.Getpid()) {
+		t.Errorf("the job's process was moved to cgroup %s", d.CgroupOf(job.Process.Pid))
+	}
+	in.Close()
+	job.Wait()
+	morehdtest.Eventually(t, 2*time.Second, "the job is released through /proc", func() bool {
+		return !bound(t, d, id)
+	})
+}

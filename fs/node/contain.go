@@ -126,7 +126,7 @@ func (rt *Runtime) attachContained(ctx context.Context, token string, id uint64,
 	jg, err := rt.ensureGroup(job)
 	if err != nil {
 		rt.cfg.Log.Error("creating a job's cgroup", "job", job.ID, "err", err)
-		if _, held := c.groups[job.ID]; !held {
+		if rt.unheld(job, proc) {
 			rt.endStored(context.WithoutCancel(ctx), job) // nothing runs in it: the GPUs go back
 		}
 		return store.Job{}, store.Errorf(store.KindIO, "The cgroup of job %d could not be made (%v): the process was not attached.", job.ID, err)
@@ -144,6 +144,24 @@ func (rt *Runtime) attachContained(ctx context.Context, token string, id uint64,
 		return store.Job{}, store.Errorf(store.KindIO, "Process %d could not be moved into the cgroup of job %d: %v.", proc.PID, job.ID, addErr)
 	}
 	return job, nil
+}
+
+// unheld says whether a job whose cgroup could not be made holds nothing
+// but proc, which never entered: started by this attach, and no cgroup of
+// it has processes. A job that may run is never ended.
+func (rt *Runtime) unheld(job store.Job, proc store.Proc) bool {
+	if len(job.Procs) != 1 || job.Procs[0] != proc {
+		return false
+	}
+	g, err := rt.cg.mgr.Open(job.ID)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	populated, err := g.Populated()
+	return err == nil && !populated
 }
 
 // endStored ends a job in the store and logs it; a job already ended is no error.
