@@ -23,7 +23,7 @@ func formatUtilization(u int) string {
 
 func (t *tree) renderVersion(context.Context) ([]byte, error) {
 	v := t.Version
-	return []byte("moreh-smi " + v + "\nclient " + v + "\nserver " + t.Server + "\n"), nil
+	return []byte("moreh-smi " + v + "\nclient " + v + "\nserver " + t.Server + "\ncontainment: " + t.Node.Containment() + "\n"), nil
 }
 
 // renderModels is /moreh/models: "<n>\t<name>\t<units>\t<MiB>" per model,

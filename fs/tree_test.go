@@ -67,7 +67,7 @@ func TestRootLayout(t *testing.T) {
 	if got := listDir(t, tt.path("tokens", "default")); !slices.Equal(got, wantToken) {
 		t.Errorf("tokens/default lists %v, want %v", got, wantToken)
 	}
-	if got := readFile(t, tt.path("version")); got != "moreh-smi 22.10.1\nclient 22.10.1\nserver 22.10.1\n" {
+	if got := readFile(t, tt.path("version")); got != "moreh-smi 22.10.1\nclient 22.10.1\nserver 22.10.1\ncontainment: proc (background children can escape)\n" {
 		t.Errorf("version = %q", got)
 	}
 	if got := readFile(t, tt.path("tokens", "default", "limit")); got != "max 5\nused 0\n" {

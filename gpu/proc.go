@@ -18,6 +18,7 @@ type ProcInfo struct {
 	PID      int
 	PPID     int
 	State    byte   // R, S, Z, …
+	Flags    uint64 // the kernel's PF_* flags (PF_KTHREAD 0x00200000: a kernel thread)
 	Start    uint64 // clock ticks after boot: with the pid, the process's identity
 	Comm     string
 	RSSPages uint64
@@ -81,7 +82,7 @@ func parseStat(b []byte) (ProcInfo, error) {
 		return ProcInfo{}, e
 	}
 	info = ProcInfo{
-		PID: pid, Comm: s[open+1 : close], State: f[0][0], PPID: int(num(1)),
+		PID: pid, Comm: s[open+1 : close], State: f[0][0], PPID: int(num(1)), Flags: num(6),
 		CPUTicks: num(11) + num(12), Start: num(19), RSSPages: num(21),
 	}
 	return info, err

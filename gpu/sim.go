@@ -22,21 +22,58 @@ type simProbe struct {
 	gpus []GPU
 	proc ProcFS
 
-	mu       sync.Mutex
-	assigned map[int][]int // pid → GPU indices, from the jobs
-	ticks    map[int]uint64
-	lastAt   time.Time
+	mu        sync.Mutex
+	assigned  map[int][]int // pid → GPU indices, from the jobs
+	ticks     map[int]uint64
+	jobs      []JobFigures      // jobs measured as a whole (their cgroups)
+	jobUsec   map[uint64]uint64 // job → CPU µs at the last sample
+	lastAt    time.Time
+	lastProcs []Process // what the last read found
 }
 
 var (
-	_ Probe    = (*simProbe)(nil)
-	_ Assigner = (*simProbe)(nil)
+	_ Probe       = (*simProbe)(nil)
+	_ Assigner    = (*simProbe)(nil)
+	_ JobAssigner = (*simProbe)(nil)
 )
 
 // Assigner is a probe that must be told which processes run on which GPUs,
 // as real GPUs know by themselves.
 type Assigner interface {
 	Assign(pidGPUs map[int][]int)
+}
+
+// JobMeter reads one job's figures as a whole, as its cgroup keeps them.
+type JobMeter interface {
+	// MemoryBytes is the job's memory; ok is false where it is not kept
+	// (no memory controller).
+	MemoryBytes() (bytes uint64, ok bool)
+	// CPUUsec is the CPU time of all the job's processes, ever; ok is false
+	// where it is not kept.
+	CPUUsec() (usec uint64, ok bool)
+}
+
+// JobFigures is a job whose figures a probe that simulates them may read
+// as a whole: the GPUs it runs on and its meter.
+type JobFigures struct {
+	ID    uint64
+	GPUs  []int
+	Meter JobMeter
+}
+
+// JobAssigner is a probe that simulates GPU figures from what jobs use, and
+// can take them per job (from the job's cgroup) rather than per process.
+type JobAssigner interface {
+	AssignJobs(jobs []JobFigures)
+}
+
+// AssignJobs records the jobs measured as a whole: where a meter keeps
+// memory (or CPU time), that job's GPUs show it instead of the sum of its
+// processes.
+func (p *simProbe) AssignJobs(jobs []JobFigures) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.jobs = jobs
 }
 
 // NewSim parses "sim", "sim:N" or "sim:NxSIZE" (SIZE in GB or MiB, e.g. 80GB,
@@ -130,40 +167,86 @@ func (p *simProbe) Assign(pidGPUs map[int][]int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = pidGPUs
+	p.lastProcs = nil // a new assignment is read afresh
 }
 
 // Processes reports each assigned process's resident memory, shared evenly
 // among its GPUs.
+// The sampler asks for them right after Sample: that sample's are reused.
 func (p *simProbe) Processes(ctx context.Context) ([]Process, error) {
-	procs, _ := p.read()
+	p.mu.Lock()
+	if time.Since(p.lastAt) < reuseWithin && p.lastProcs != nil {
+		procs := append([]Process(nil), p.lastProcs...)
+		p.mu.Unlock()
+		return procs, nil
+	}
+	p.mu.Unlock()
+	procs, _, _ := p.read()
 	return procs, nil
 }
+
+// reuseWithin is how recent a sample's processes are reused by Processes.
+const reuseWithin = 50 * time.Millisecond
 
 // Sample reports per GPU the memory of its processes and their CPU use
 // since the last sample, as a percentage capped at 100.
 func (p *simProbe) Sample(ctx context.Context) ([]Reading, error) {
-	procs, busy := p.read()
+	procs, busy, jobMiB := p.read()
 	out := make([]Reading, len(p.gpus))
 	for i, g := range p.gpus {
 		out[i] = Reading{Index: g.Index, Utilization: min(100, busy[g.Index])}
 	}
 	for _, pr := range procs {
-		if pr.GPU >= 0 && pr.GPU < len(out) {
+		if _, whole := jobMiB[pr.GPU]; !whole && pr.GPU >= 0 && pr.GPU < len(out) {
 			out[pr.GPU].MemoryUsedMiB += pr.MemoryMiB
+		}
+	}
+	for g, mib := range jobMiB {
+		if g >= 0 && g < len(out) {
+			out[g].MemoryUsedMiB = mib
 		}
 	}
 	return out, nil
 }
 
-// read gathers the assigned processes' memory per GPU and CPU percentages.
-func (p *simProbe) read() ([]Process, map[int]int) {
+// read gathers the assigned processes' memory per GPU and CPU percentages,
+// the latter from a job's meter where it keeps CPU time, and the memory of
+// GPUs whose job's meter keeps it (jobMiB).
+func (p *simProbe) read() (procs []Process, busy map[int]int, jobMiB map[int]uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
 	elapsed := now.Sub(p.lastAt).Seconds()
 	ticks := map[int]uint64{}
-	busy := map[int]int{}
-	var procs []Process
+	busy = map[int]int{}
+	jobMiB = map[int]uint64{}
+	metered := map[int]bool{} // GPUs whose utilisation a job's meter gives
+	jobUsec := map[uint64]uint64{}
+	for _, j := range p.jobs {
+		if j.Meter == nil || len(j.GPUs) == 0 {
+			continue
+		}
+		if b, ok := j.Meter.MemoryBytes(); ok {
+			for _, g := range j.GPUs {
+				jobMiB[g] += b / (1 << 20) / uint64(len(j.GPUs))
+			}
+		}
+		usec, ok := j.Meter.CPUUsec()
+		if !ok {
+			continue
+		}
+		jobUsec[j.ID] = usec
+		for _, g := range j.GPUs {
+			metered[g] = true
+		}
+		if last, ok := p.jobUsec[j.ID]; ok && elapsed > 0 && usec >= last {
+			pct := int(float64(usec-last) / 1e6 / elapsed * 100)
+			for _, g := range j.GPUs {
+				busy[g] += pct
+			}
+		}
+	}
+	p.jobUsec = jobUsec
 	for pid, gpus := range p.assigned {
 		info, err := p.proc.Read(pid)
 		if err != nil || len(gpus) == 0 {
@@ -177,7 +260,9 @@ func (p *simProbe) read() ([]Process, map[int]int) {
 		if last, ok := p.ticks[pid]; ok && elapsed > 0 && info.CPUTicks >= last {
 			pct := int(float64(info.CPUTicks-last) / clockTicks / elapsed * 100)
 			for _, g := range gpus {
-				busy[g] += pct
+				if !metered[g] {
+					busy[g] += pct
+				}
 			}
 		}
 	}
@@ -188,7 +273,11 @@ func (p *simProbe) read() ([]Process, map[int]int) {
 		}
 		return procs[i].GPU < procs[j].GPU
 	})
-	return procs, busy
+	p.lastProcs = procs
+	if p.lastProcs == nil {
+		p.lastProcs = []Process{}
+	}
+	return procs, busy, jobMiB
 }
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.

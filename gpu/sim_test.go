@@ -230,3 +230,42 @@ func TestSimDevDir(t *testing.T) {
 		t.Errorf("sim without a device directory has node %+v", p.GPUs()[0].Node)
 	}
 }
+
+// fakeMeter is a job's cgroup as the sim reads it.
+type fakeMeter struct {
+	mem, usec     uint64
+	memOK, usecOK bool
+}
+
+func (m *fakeMeter) MemoryBytes() (uint64, bool) { return m.mem, m.memOK }
+func (m *fakeMeter) CPUUsec() (uint64, bool)     { return m.usec, m.usecOK }
+
+// TestSimJobFigures: a job whose meter keeps memory shows it on its GPUs,
+// split evenly, instead of its processes' sum; one whose meter does not
+// (no memory controller) shows its processes' resident memory as before.
+func TestSimJobFigures(t *testing.T) {
+	p, err := NewSim("sim:4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := p.(*simProbe)
+	self := os.Getpid()
+	sim.Assign(map[int][]int{self: {0, 1}})
+	whole := &fakeMeter{mem: 3000 << 20, memOK: true, usecOK: true}
+	sim.AssignJobs([]JobFigures{{ID: 1, GPUs: []int{0, 1}, Meter: whole}})
+	rs, _ := p.Sample(context.Background())
+	if rs[0].MemoryUsedMiB != 1500 || rs[1].MemoryUsedMiB != 1500 {
+		t.Errorf("metered job: GPU memory %d, %d MiB; want 1500 each", rs[0].MemoryUsedMiB, rs[1].MemoryUsedMiB)
+	}
+	whole.memOK = false // no memory controller: the processes' figures
+	rs, _ = p.Sample(context.Background())
+	info, _ := sim.proc.Read(self)
+	want := info.RSSPages * uint64(os.Getpagesize()) / (1 << 20) / 2
+	if got := rs[0].MemoryUsedMiB; got+8 < want || got > want+8 {
+		t.Errorf("unmetered job: GPU memory %d MiB, want about %d (its resident memory, halved)", got, want)
+	}
+	procs, _ := p.Processes(context.Background())
+	if len(procs) != 2 || procs[0].PID != self {
+		t.Errorf("Processes = %+v, want this process on GPUs 0 and 1", procs)
+	}
+}

@@ -126,6 +126,19 @@ func loadPool(tx Tx) ([]PoolEntry, error) {
 // KindNoSpace when the whole pool is too small, KindAgain when not enough
 // GPUs are free now.
 func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Proc) (Job, error) {
+	return r.attach(ctx, token, id, proc, true)
+}
+
+// AttachContained is Attach for jobs that are cgroups: the process's record
+// moves from any other job as the kernel moves the process, but a job left
+// with no recorded process is not ended, since its cgroup may still hold the
+// children of the one that moved; the caller ends it (EndJob) once the
+// kernel says the cgroup is empty.
+func (r *Registry) AttachContained(ctx context.Context, token string, id uint64, proc Proc) (Job, error) {
+	return r.attach(ctx, token, id, proc, false)
+}
+
+func (r *Registry) attach(ctx context.Context, token string, id uint64, proc Proc, endEmpty bool) (Job, error) {
 	var job Job
 	err := r.eng.Update(ctx, func(tx Tx) error {
 		d, err := loadDevice(tx, token, id)
@@ -133,7 +146,7 @@ func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Pro
 			return err
 		}
 		// As with cgroups, a process is in one job: attaching moves it.
-		if err := r.detachElsewhere(tx, proc, d.Job); err != nil {
+		if err := r.detachElsewhere(tx, proc, d.Job, endEmpty); err != nil {
 			return err
 		}
 		if d.Job != 0 {
@@ -168,8 +181,9 @@ func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Pro
 	return job, ioError(err)
 }
 
-// detachElsewhere removes proc from every job but keep; a job left empty ends.
-func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64) error {
+// detachElsewhere removes proc from every job but keep; a job left empty
+// ends when endEmpty says so.
+func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64, endEmpty bool) error {
 	var others []Job
 	err := tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
 		var j Job
@@ -180,7 +194,7 @@ func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64) error {
 		return err
 	})
 	for _, j := range others {
-		if j.Procs = slices.DeleteFunc(j.Procs, func(p Proc) bool { return p == proc }); len(j.Procs) == 0 {
+		if j.Procs = slices.DeleteFunc(j.Procs, func(p Proc) bool { return p == proc }); len(j.Procs) == 0 && endEmpty {
 			err = r.endJob(tx, j.ID, EndExit) // its processes moved to another job
 		} else {
 			err = putJSON(tx, bucketJobs, u64(j.ID), j)

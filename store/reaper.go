@@ -7,6 +7,9 @@ import (
 
 // ProcessTable is what the reaper knows of the machine's processes.
 type ProcessTable interface {
+	// Readable says whether the table can be read at all: a machine that
+	// cannot be read ends no job.
+	Readable() error
 	// Alive reports whether p still runs: same pid, same start, not a zombie.
 	Alive(p Proc) bool
 	// Descendants lists the live processes started, directly or not, by procs.
@@ -16,7 +19,12 @@ type ProcessTable interface {
 // Reap brings every job up to date with the machine's processes: children
 // join their job, dead processes leave it, and a job with none left ends,
 // its GPUs going back to the pool. It returns the ended jobs.
+//
+// When the table cannot be read, Reap ends no job for its processes (only
+// those whose GPUs left the pool) and returns a KindIO error: a process
+// that cannot be seen is not taken for dead.
 func (r *Registry) Reap(ctx context.Context, pt ProcessTable) ([]Job, error) {
+	unreadable := pt.Readable()
 	jobs, err := r.Jobs(ctx)
 	if err != nil {
 		return nil, err
@@ -45,8 +53,8 @@ func (r *Registry) Reap(ctx context.Context, pt ProcessTable) ([]Job, error) {
 			ended = append(ended, j)
 			continue
 		}
-		if j.Node != r.opts.Node && j.Node != "" {
-			continue // its processes are another node's to watch
+		if j.Node != r.opts.Node && j.Node != "" || unreadable != nil {
+			continue // its processes are another node's to watch, or cannot be seen now
 		}
 		var alive, dead []Proc
 		for _, p := range j.Procs {
@@ -72,6 +80,9 @@ func (r *Registry) Reap(ctx context.Context, pt ProcessTable) ([]Job, error) {
 		if over {
 			ended = append(ended, j)
 		}
+	}
+	if unreadable != nil {
+		return ended, errorf(KindIO, "The process table cannot be read (%v): no job is ended until it can.", unreadable)
 	}
 	return ended, nil
 }

@@ -69,6 +69,7 @@ func openToOthers(t *testing.T, mount string) {
 type helper struct {
 	cmd  *exec.Cmd
 	pid  int
+	tree bool          // a shell with a background child, in a process group of its own
 	done chan struct{} // closed once it has exited and been reaped
 }
 
@@ -82,6 +83,9 @@ func (h *helper) alive() bool {
 }
 
 func (h *helper) kill() {
+	if h.tree {
+		syscall.Kill(-h.pid, syscall.SIGKILL) // its background child too
+	}
 	h.cmd.Process.Kill()
 	<-h.done
 }
@@ -105,7 +109,18 @@ func newHelpers(t *testing.T) *helpers {
 }
 
 func (hs *helpers) start(t *testing.T, uid int) *helper {
-	cmd := exec.Command("sleep", "3600")
+	return hs.startCmd(t, uid, exec.Command("sleep", "3600"), false)
+}
+
+// startTree starts a shell whose background child outlives nothing it is
+// told: a job that holds it holds both, however the shell is moved.
+func (hs *helpers) startTree(t *testing.T) *helper {
+	cmd := exec.Command("bash", "-c", "sleep 3600 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return hs.startCmd(t, 0, cmd, true)
+}
+
+func (hs *helpers) startCmd(t *testing.T, uid int, cmd *exec.Cmd, tree bool) *helper {
 	cmd.Dir = "/"
 	if uid != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
@@ -114,7 +129,7 @@ func (hs *helpers) start(t *testing.T, uid int) *helper {
 		t.Errorf("start a helper process: %v", err) // not Fatal: workers call this too
 		return nil
 	}
-	h := &helper{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{})}
+	h := &helper{cmd: cmd, pid: cmd.Process.Pid, tree: tree, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(h.done) }()
 	hs.mu.Lock()
 	hs.all = append(hs.all, h)

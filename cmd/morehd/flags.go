@@ -47,6 +47,8 @@ type config struct {
 	sampleInterval time.Duration
 	idleTimeout    time.Duration
 	resetGrace     time.Duration
+	cgroupRoot     string
+	simDevDir      string
 }
 
 // errHelp means --help was asked for and printed.
@@ -67,6 +69,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
 	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")
+	f.StringVar(&c.cgroupRoot, "cgroup-root", "", "cgroup v2 subtree that holds one cgroup per job (default: moreh under the daemon's delegated cgroup, else under the cgroup v2 root; none: follow jobs through /proc, which background children can escape)")
+	f.StringVar(&c.simDevDir, "sim-dev-dir", "", "give sim GPU i the device node DIR/nvidia<i> (made with mknod), so jobs are confined to their GPUs' nodes")
 	f.BoolVar(&c.allowOther, "allow-other", true, "let users other than the one running morehd use the mount (each sees only their token)")
 	host, _ := os.Hostname()
 	f.StringVar(&c.node, "node", host, "this machine's name in the pool")

@@ -63,7 +63,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // serve mounts the tree and blocks until SIGINT or SIGTERM unmounts it.
 func serve(cfg config, log *slog.Logger) error {
-	probe, note, err := gpu.Open(cfg.gpus, cfg.node)
+	var simOpts []gpu.SimOption
+	if cfg.simDevDir != "" {
+		simOpts = append(simOpts, gpu.WithSimDevDir(cfg.simDevDir))
+	}
+	probe, note, err := gpu.Open(cfg.gpus, cfg.node, simOpts...)
 	if err != nil {
 		return err
 	}
@@ -88,9 +92,15 @@ func serve(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	cgroups, noDevices, why := openContainment(cfg.cgroupRoot, log)
+	if why != nil {
+		log.Warn("containment: proc (background children can escape)", "reason", why)
+	} else {
+		log.Info("containment: cgroup", "cgroup_root", cgroups.Dir(), "controllers", strings.Join(cgroups.Controllers(), ","), "device_isolation", !noDevices)
+	}
 	rt := node.New(node.Config{
 		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout, IdleJobTimeout: cfg.idleJob,
-		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log,
+		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log, Cgroups: cgroups, NoDevicePrograms: noDevices,
 	})
 	ended, err := rt.RegisterGPUs(background)
 	if err != nil {
@@ -98,6 +108,11 @@ func serve(cfg config, log *slog.Logger) error {
 	}
 	for _, job := range ended {
 		log.Warn("job ended: its GPU left the pool", "job", job)
+	}
+	if cgroups != nil {
+		// A subtree left with no job goes with the daemon; one with jobs
+		// stays for the next start (rmdir refuses a non-empty cgroup).
+		defer os.Remove(cgroups.Dir())
 	}
 	rt.Start(background)
 	defer rt.Wait() // before the store closes: the supervisor uses it

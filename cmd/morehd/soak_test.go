@@ -151,7 +151,12 @@ func TestSoak(t *testing.T) {
 				case k < 44:
 					mine = slices.DeleteFunc(mine, func(h *helper) bool { return !h.alive() })
 					if len(mine) < 2 {
-						h := hs.start(t, 0)
+						var h *helper
+						if rng.Intn(3) == 0 {
+							h = hs.startTree(t) // background children in the storm
+						} else {
+							h = hs.start(t, 0)
+						}
 						if h == nil {
 							return
 						}

@@ -9,10 +9,12 @@ package node
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/moreh-io/moreh/fs/node/cgroup"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -30,6 +32,15 @@ type Config struct {
 	ResetGrace     time.Duration // between SIGTERM and SIGKILL when a job is reset; default 5s
 	UnitMiB        uint64        // GPU memory per pool unit; default store.UnitMiB
 	Log            *slog.Logger
+
+	// Cgroups, when set, makes each job a cgroup under this subtree: the
+	// kernel keeps its processes and says when they are gone, and no
+	// /proc walk runs. Nil is the /proc supervision, which background
+	// children can escape.
+	Cgroups *cgroup.Manager
+	// NoDevicePrograms says BPF device programs cannot be loaded here: jobs
+	// are still cgroups, without device isolation.
+	NoDevicePrograms bool
 }
 
 // Runtime is one machine's share of the pool.
@@ -46,6 +57,9 @@ type Runtime struct {
 	seenRemote    uint64
 	idleCheckedAt time.Time
 	running       sync.WaitGroup
+	cg            *jobGroups    // nil: jobs are supervised through /proc
+	stopped       chan struct{} // closed once Start's context ends
+	rounds        atomic.Uint64 // supervisor rounds so far
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -68,11 +82,20 @@ func New(cfg Config) *Runtime {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	rt := &Runtime{cfg: cfg, reg: cfg.Registry, sampler: gpu.NewSampler(cfg.Probe, cfg.SampleEvery, cfg.Log), index: map[string]int{}}
+	rt := &Runtime{cfg: cfg, reg: cfg.Registry, sampler: gpu.NewSampler(cfg.Probe, cfg.SampleEvery, cfg.Log), index: map[string]int{}, stopped: make(chan struct{})}
 	for _, g := range cfg.Probe.GPUs() {
 		rt.index[g.UUID] = g.Index
 	}
 	rt.reg.OnJobFigures(rt.figures.of)
+	if cfg.Cgroups != nil {
+		w, err := cgroup.NewWatcher()
+		if err != nil {
+			cfg.Log.Warn("containment: proc (background children can escape)", "reason", err)
+			return rt
+		}
+		rt.cg = &jobGroups{mgr: cfg.Cgroups, w: w, devices: !cfg.NoDevicePrograms, groups: map[uint64]*jobGroup{},
+			memory: slices.Contains(cfg.Cgroups.Controllers(), "memory")}
+	}
 	return rt
 }
 
@@ -100,8 +123,17 @@ func poolGPUs(gpus []gpu.GPU, unitMiB uint64) []store.PoolGPU {
 }
 
 // Start runs the sampler, the job supervisor, and the followers of the
-// store's session and of other nodes' changes until ctx ends; Wait joins them.
+// store's session and of other nodes' changes until ctx ends; Wait joins
+// them. Where jobs are cgroups it first matches the store's jobs with the
+// kernel's cgroups (reconcile), then releases jobs on the kernel's events.
 func (rt *Runtime) Start(ctx context.Context) {
+	if rt.cg != nil {
+		if err := rt.reconcile(ctx); err != nil {
+			rt.cfg.Log.Error("matching jobs with their cgroups", "err", err)
+		}
+		rt.running.Go(func() { rt.watchJobs(ctx) })
+	}
+	rt.running.Go(func() { <-ctx.Done(); close(rt.stopped) })
 	rt.running.Go(func() { rt.sampler.Run(ctx) })
 	rt.running.Go(func() { rt.supervise(ctx) })
 	rt.running.Go(func() { rt.keepPlace(ctx) })

@@ -57,7 +57,13 @@ func (rt *Runtime) fence(ctx context.Context) {
 // fenceJob kills a job's processes at once and says why in its token's
 // errors and the log.
 func (rt *Runtime) fenceJob(ctx context.Context, j store.Job) {
-	rt.cfg.Procs.Terminate(context.WithoutCancel(ctx), procIDs(j.Procs), 0)
+	if jg := rt.group(j.ID); jg != nil {
+		if err := jg.g.Kill(); err != nil {
+			rt.cfg.Log.Error("killing a fenced job's cgroup", "job", j.ID, "err", err)
+		}
+	} else {
+		rt.cfg.Procs.Terminate(context.WithoutCancel(ctx), procIDs(j.Procs), 0)
+	}
 	why := store.Errorf(store.KindIO, "Job %d was ended (fenced): this node lost its place in the pool, and its GPUs may serve another job.", j.ID)
 	rt.reg.Errors.Add(j.Token, store.Caller{}, "fence", jobPath(j), why)
 	rt.cfg.Log.Warn("job fenced: its GPUs left the pool with the lease", "job", j.ID, "token", j.Token, "device", j.Device)

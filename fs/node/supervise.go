@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/moreh-io/moreh/fs/node/cgroup"
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
@@ -30,11 +31,23 @@ func (rt *Runtime) supervise(ctx context.Context) {
 // the probe and the sampler which processes run where. It reads the store
 // only when something may have changed there: a write of this node's
 // runtime, another node's change seen by the watch, a process of a local
-// job that ended or was born, or the idle-device check's second.
+// job that ended or was born (where jobs are cgroups, the kernel's event),
+// or the idle-device check's second. Where jobs are cgroups a round costs
+// nothing per job, and the probe learns which processes run where once
+// per sample.
 func (rt *Runtime) Round(ctx context.Context) {
 	remote := rt.reg.RemoteChanges()
-	if jobs := rt.lastJobs.Load(); jobs != nil && !rt.dirty.Swap(false) && remote == rt.seenRemote &&
-		!rt.procsChanged(*jobs) && !rt.idleDevicesDue() {
+	n := rt.rounds.Add(1) - 1
+	changedHere := rt.dirty.Swap(false)
+	if rt.cg != nil && rt.cg.changed.Swap(false) {
+		changedHere = true
+	}
+	if jobs := rt.lastJobs.Load(); jobs != nil && !changedHere && remote == rt.seenRemote && !rt.idleDevicesDue() &&
+		(rt.cg != nil || !rt.procsChanged(*jobs)) {
+		if rt.cg != nil && n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0 {
+			rt.assign(ctx, *jobs) // new processes of the jobs' cgroups, for the probe
+			return
+		}
 		snap := rt.sampler.Latest()
 		rt.figures.observe(rt, snap, *jobs)
 		rt.checkIdle(ctx, snap, *jobs)
@@ -43,9 +56,14 @@ func (rt *Runtime) Round(ctx context.Context) {
 	log := rt.cfg.Log
 	log.Debug("supervisor reads the store", "remote_changes", remote-rt.seenRemote)
 	rt.seenRemote = remote
-	ended, err := rt.reg.Reap(ctx, procTable{rt.cfg.Procs})
+	var table store.ProcessTable = procTable{rt}
+	if rt.cg != nil {
+		table = kernelKept{}
+	}
+	ended, err := rt.reg.Reap(ctx, table)
 	if err != nil && ctx.Err() == nil {
 		log.Error("reaping jobs", "err", err)
+		rt.dirty.Store(true) // try again next round
 	}
 	for _, j := range ended {
 		log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
@@ -68,9 +86,9 @@ func (rt *Runtime) Round(ctx context.Context) {
 }
 
 // procsChanged reports whether a process of a local job ended, or one was
-// born to it: the store's record of the job must follow.
+// born to it: the store's record of the job must follow (/proc supervision).
 func (rt *Runtime) procsChanged(jobs []store.Job) bool {
-	pt := procTable{rt.cfg.Procs}
+	pt := procTable{rt}
 	held := map[store.Proc]bool{}
 	var all []store.Proc
 	for _, j := range jobs {
@@ -97,6 +115,7 @@ func (rt *Runtime) idleDevicesDue() bool {
 func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 	var named []gpu.ProcID
 	var local []store.Job
+	var whole []gpu.JobFigures
 	assigned := map[int][]int{}
 	for _, j := range jobs {
 		if j.Node != rt.Node() && j.Node != "" {
@@ -109,13 +128,21 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 				gpus = append(gpus, i)
 			}
 		}
-		for _, p := range j.Procs {
+		for _, p := range rt.jobProcs(j) {
 			assigned[p.PID] = gpus
 			named = append(named, procID(p))
+		}
+		if rt.cg != nil {
+			if jg := rt.group(j.ID); jg != nil {
+				whole = append(whole, gpu.JobFigures{ID: j.ID, GPUs: gpus, Meter: groupMeter{jg.g, rt.cg.memory}})
+			}
 		}
 	}
 	if a, ok := rt.cfg.Probe.(gpu.Assigner); ok {
 		a.Assign(assigned)
+	}
+	if a, ok := rt.cfg.Probe.(gpu.JobAssigner); ok {
+		a.AssignJobs(whole)
 	}
 	rt.sampler.NameProcesses(named)
 	rt.figures.observe(rt, rt.sampler.Latest(), local)
@@ -140,8 +167,7 @@ func (rt *Runtime) fenceVanished(ctx context.Context, prev, cur []store.Job) {
 		if slices.ContainsFunc(cur, func(c store.Job) bool { return c.ID == j.ID }) {
 			continue
 		}
-		j.Procs = slices.DeleteFunc(slices.Clone(j.Procs), func(p store.Proc) bool { return held[p] || !rt.cfg.Procs.Alive(procID(p)) })
-		if len(j.Procs) == 0 {
+		if !rt.stillRuns(j, held) {
 			continue
 		}
 		// cur may predate an attach that noted j: only a fresh read that
@@ -152,16 +178,31 @@ func (rt *Runtime) fenceVanished(ctx context.Context, prev, cur []store.Job) {
 	}
 }
 
-// procTable is the machine's processes as the registry's reaper asks for them.
-type procTable struct{ procs gpu.ProcFS }
+// stillRuns says whether anything of job j runs here that no current job
+// holds: where jobs are cgroups, its cgroup has processes.
+func (rt *Runtime) stillRuns(j store.Job, held map[store.Proc]bool) bool {
+	if jg := rt.group(j.ID); jg != nil {
+		populated, err := jg.g.Populated()
+		return err == nil && populated
+	}
+	return slices.ContainsFunc(j.Procs, func(p store.Proc) bool { return !held[p] && rt.cfg.Procs.Alive(procID(p)) })
+}
+
+// procTable is the machine's processes as the registry's reaper asks for
+// them. A process that cannot be seen because /proc cannot be read is alive.
+type procTable struct{ rt *Runtime }
 
 var _ store.ProcessTable = procTable{}
 
-func (p procTable) Alive(proc store.Proc) bool { return p.procs.Alive(procID(proc)) }
+func (p procTable) Readable() error { return p.rt.procReadable() }
+
+func (p procTable) Alive(proc store.Proc) bool {
+	return p.rt.cfg.Procs.Alive(procID(proc)) || p.rt.procReadable() != nil
+}
 
 func (p procTable) Descendants(procs []store.Proc) []store.Proc {
 	var out []store.Proc
-	for _, c := range p.procs.Descendants(procIDs(procs)) {
+	for _, c := range p.rt.cfg.Procs.Descendants(procIDs(procs)) {
 		if child := (store.Proc{PID: c.PID, Start: c.Start}); !slices.Contains(out, child) {
 			out = append(out, child)
 		}
@@ -177,4 +218,36 @@ func procIDs(procs []store.Proc) []gpu.ProcID {
 		ids[i] = procID(p)
 	}
 	return ids
+}
+
+// kernelKept is the reaper's table where jobs are cgroups: every recorded
+// process counts as alive and none is followed, since the job's cgroup, not
+// its record, says when it ends (the watcher's report).
+type kernelKept struct{}
+
+var _ store.ProcessTable = kernelKept{}
+
+func (kernelKept) Readable() error                       { return nil }
+func (kernelKept) Alive(store.Proc) bool                 { return true }
+func (kernelKept) Descendants([]store.Proc) []store.Proc { return nil }
+
+// groupMeter reads a job's figures from its cgroup: memory where the memory
+// controller is on, CPU time from cpu.stat (there with or without the cpu
+// controller).
+type groupMeter struct {
+	g      *cgroup.Group
+	memory bool // the subtree has the memory controller
+}
+
+func (m groupMeter) MemoryBytes() (uint64, bool) {
+	if !m.memory {
+		return 0, false
+	}
+	b, ok, err := m.g.MemoryCurrent()
+	return b, ok && err == nil
+}
+
+func (m groupMeter) CPUUsec() (uint64, bool) {
+	usec, err := m.g.CPUUsec()
+	return usec, err == nil
 }

@@ -111,9 +111,7 @@ func (rt *Runtime) reading(snap *gpu.Snapshot, node, uuid string) (gpu.Reading, 
 // appendProcesses appends a job's processes with their names and GPU
 // memory, as the last sample read them; /proc names one attached since.
 func (rt *Runtime) appendProcesses(rows []ProcessStatus, snap *gpu.Snapshot, job store.Job) []ProcessStatus {
-	procs := slices.Clone(job.Procs)
-	slices.SortFunc(procs, func(a, b store.Proc) int { return a.PID - b.PID })
-	for _, p := range procs {
+	for _, p := range rt.jobProcs(job) {
 		name, named := snap.ProcessName(procID(p))
 		if !named {
 			name = rt.cfg.Procs.Comm(p.PID)

@@ -6,15 +6,22 @@ package morehdtest
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moreh-io/moreh/fs/node/cgroup"
 )
 
 // Daemon is one running (or stopped) morehd.
@@ -23,9 +30,13 @@ type Daemon struct {
 	Mount string   // the mounted tree
 	DB    string   // the bbolt file
 	Args  []string // extra flags, kept across Restart
-	cmd   *exec.Cmd
-	log   *lockedBuffer
-	mu    sync.Mutex
+	// CgroupDir is the daemon's own cgroup subtree (--cgroup-root), made
+	// fresh for each daemon and kept across Restart; empty where no
+	// writable cgroup v2 exists or Args names one.
+	CgroupDir string
+	cmd       *exec.Cmd
+	log       *lockedBuffer
+	mu        sync.Mutex
 }
 
 var (
@@ -65,9 +76,64 @@ func Start(t testing.TB, args ...string) *Daemon {
 	}
 	dir := t.TempDir()
 	d := &Daemon{t: t, Mount: filepath.Join(dir, "mnt"), DB: filepath.Join(dir, "state", "moreh.db"), Args: args}
+	if !slices.Contains(args, "--cgroup-root") {
+		// Every daemon its own subtree: a restart kills the cgroups its
+		// store does not know, so two daemons must never share one.
+		if root, err := cgroup.FindRoot(); err == nil {
+			var b [6]byte
+			rand.Read(b[:])
+			d.CgroupDir = filepath.Join(root, "moreh-test-"+hex.EncodeToString(b[:]))
+			t.Cleanup(func() { removeCgroups(t, d.CgroupDir) })
+		}
+	}
 	d.start()
 	t.Cleanup(func() { d.Stop() })
 	return d
+}
+
+// removeCgroups kills what runs in the job cgroups under dir and removes
+// them and dir: only what this package's daemon made.
+func removeCgroups(t testing.TB, dir string) {
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	m, err := cgroup.New(dir)
+	if err != nil {
+		t.Errorf("clean up %s: %v", dir, err)
+		return
+	}
+	ids, _ := m.List()
+	for _, id := range ids {
+		g, err := m.Open(id)
+		if err != nil {
+			continue
+		}
+		g.Kill()
+		Eventually(t, 10*time.Second, "job cgroup "+g.Path()+" empties after cgroup.kill", func() bool {
+			populated, err := g.Populated()
+			return err != nil || !populated
+		})
+		if err := g.Remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("clean up: %v", err)
+		}
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Errorf("clean up: %v", err)
+	}
+}
+
+// CgroupOf is pid's cgroup v2 path (as /proc/<pid>/cgroup writes it), or "".
+func (d *Daemon) CgroupOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p
+		}
+	}
+	return ""
 }
 
 func (d *Daemon) start() {
@@ -77,7 +143,11 @@ func (d *Daemon) start() {
 		d.t.Fatal(err)
 	}
 	defer r.Close()
-	args := append([]string{"--mount", d.Mount, "--db", d.DB, "--gpus", "sim", "--ready-fd", "3"}, d.Args...)
+	args := []string{"--mount", d.Mount, "--db", d.DB, "--gpus", "sim", "--ready-fd", "3"}
+	if d.CgroupDir != "" {
+		args = append(args, "--cgroup-root", d.CgroupDir)
+	}
+	args = append(args, d.Args...)
 	cmd := exec.Command(Binary(d.t), args...)
 	d.log = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
