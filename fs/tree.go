@@ -213,6 +213,7 @@ var kindErrno = map[store.Kind]syscall.Errno{
 	store.KindNotPermitted: syscall.EPERM,
 	store.KindDenied:       syscall.EACCES,
 	store.KindInterrupted:  syscall.EINTR,
+	store.KindExhausted:    syscall.EOVERFLOW,
 }
 
 // errnoOf maps a failure to its errno; anything unknown is a store failure.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -195,6 +196,10 @@ func (r *Registry) CreateDevice(ctx context.Context, token, model string) (Devic
 			return errorf(KindQuota, "Maximum number of devices (%d) reached.", v.Token.MaxDevices)
 		}
 		id := fromU64(tx.Get(bucketMeta, keyNextDeviceID))
+		if id >= MaxDeviceID {
+			// The counter never wraps: a wrapped id would be 0, or one handed out before.
+			return errorf(KindExhausted, "Every device id up to %d has been handed out, and ids are never reused: start a new state file (a new --db) to create devices.", uint64(MaxDeviceID-1))
+		}
 		if err := tx.Put(bucketMeta, keyNextDeviceID, u64(id+1)); err != nil {
 			return err
 		}
@@ -207,6 +212,14 @@ func (r *Registry) CreateDevice(ctx context.Context, token, model string) (Devic
 	})
 	return d, ioError(err)
 }
+
+// MaxDeviceID bounds device ids: the last id handed out is MaxDeviceID-1,
+// and creation then fails with KindExhausted rather than wrap.
+const MaxDeviceID = math.MaxUint64
+
+// MaxFirstID is the largest --first-id: at least 2^63 ids stay before
+// MaxDeviceID, so the counter cannot run out in practice.
+const MaxFirstID = 1 << 63
 
 // RemoveDevice deletes a device of token. When it was current, the most
 // recently used remaining device becomes current, or none. A device with a
