@@ -61,8 +61,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// serve mounts the tree and blocks until SIGINT or SIGTERM unmounts it.
+// serve mounts the tree and blocks until SIGINT, SIGTERM or SIGHUP unmounts it.
 func serve(cfg config, log *slog.Logger) error {
+	// SIGHUP (a closed terminal) is a clean stop too: never a dead mount.
+	// Caught from the start: a signal during start-up stops the daemon once
+	// mounted, rather than leave a dead mount.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	probe, note, err := gpu.Open(cfg.gpus, cfg.node)
 	if err != nil {
 		return err
@@ -123,13 +128,14 @@ func serve(cfg config, log *slog.Logger) error {
 	}
 	log.Info("mounted", "mount", cfg.mount, "db", cfg.db, "max_devices", cfg.maxDevices)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	signalReady(cfg.readyFD, log)
 	done := make(chan struct{})
 	go func() { mount.Wait(); close(done) }()
 	select {
 	case <-ctx.Done():
+		// Stopping: a repeated signal must not kill the daemon before it
+		// has unmounted and closed the state (nor after, on its way out).
+		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		log.Info("stopping", "mount", cfg.mount)
 		unmount(mount, cfg.mount, log, done)
 	case <-done:
