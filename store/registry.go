@@ -16,6 +16,7 @@ type Options struct {
 	MaxDevices   int    // the default token's device limit; default 5
 	DefaultToken string // the token every caller is bound to; default "default"
 	Key          []byte // the node key that token secrets derive from (LoadKey)
+	KeyNew       bool   // Key was made just now (its file was missing): with tokens, Open refuses it
 	SharedSecret string // --token-file: the default token's secret, and every caller bound to it
 	Node         string // this machine's name in the pool; default "local"
 }
@@ -50,6 +51,9 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
+			return err
+		}
+		if err := checkTokenKey(tx, opts); err != nil {
 			return err
 		}
 		if fromU64(tx.Get(bucketMeta, keyNextDeviceID)) < opts.FirstID {

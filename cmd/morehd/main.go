@@ -88,11 +88,11 @@ func serve(cfg config, log *slog.Logger) error {
 	if err := prepareMountpoint(cfg.mount, log); err != nil {
 		return err
 	}
-	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
-	reg, err := openRegistry(background, cfg, eng)
+	reg, err := openRegistry(background, cfg, eng) // refuses a lost or foreign token key before any log line
 	if err != nil {
 		return err
 	}
+	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
 	rt := node.New(node.Config{
 		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout,
 		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log,
@@ -146,7 +146,10 @@ func serve(cfg config, log *slog.Logger) error {
 
 // openRegistry opens the registry on eng.
 func openRegistry(ctx context.Context, cfg config, eng store.Engine) (*store.Registry, error) {
-	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
+	keyPath := filepath.Join(filepath.Dir(cfg.db), "token.key")
+	_, statErr := os.Stat(keyPath)
+	keyNew := errors.Is(statErr, os.ErrNotExist)
+	key, err := store.LoadKey(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("load the token key: %w", err)
 	}
@@ -154,7 +157,10 @@ func openRegistry(ctx context.Context, cfg config, eng store.Engine) (*store.Reg
 	if err != nil {
 		return nil, err
 	}
-	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node})
+	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, KeyNew: keyNew, SharedSecret: shared, Node: cfg.node})
+	if errors.Is(err, store.ErrTokenKey) {
+		return nil, tokenKeyError(keyPath, keyNew, cfg.db)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open the state: %w", err)
 	}

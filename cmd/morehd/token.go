@@ -15,11 +15,15 @@ import (
 const tokenUsage = `Usage: morehd token add NAME [--max-devices N] [--mount DIR]
        morehd token list [--mount DIR]
        morehd token rm NAME [--mount DIR]
+       morehd token rotate-key [--db PATH]
 
 Administers the tokens of a running morehd through its admin/tokens files
 (root only). add prints the new token's secret: hand it to the user, who binds
 with  echo SECRET > /moreh/token  or by putting it in ~/.moreh/token.
 rm refuses while the token still has devices.
+rotate-key, with morehd stopped, makes a new token.key beside the state file
+and gives every token a new secret (printed as NAME SECRET lines); users
+already bound stay bound. It is also the way out when token.key was lost.
 `
 
 // runToken is "morehd token …": a thin client of admin/tokens/.
@@ -28,6 +32,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	f.SetOutput(io.Discard)
 	mount := f.String("mount", "/moreh", "where morehd is mounted")
 	maxDevices := f.Int("max-devices", 0, "device limit of the new token (default: the daemon's --max-devices)")
+	db := f.String("db", defaultDB(), "the state file (rotate-key)")
 	help := f.BoolP("help", "h", false, "show this help")
 	err := f.Parse(args)
 	switch {
@@ -35,7 +40,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, tokenUsage)
 		return exitOK
 	case err == nil && f.NArg() == 0:
-		err = errors.New("say add, list or rm")
+		err = errors.New("say add, list, rm or rotate-key")
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "morehd token: %v\nRun 'morehd token --help' for usage.\n", err)
@@ -48,6 +53,12 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		err = listTokens(*mount, stdout)
 	case cmd == "add" && len(rest) == 1:
 		err = addToken(admin, rest[0], *maxDevices, stdout)
+	case cmd == "rotate-key" && len(rest) == 0:
+		err = rotateKey(*db, stdout, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "morehd token rotate-key: %v\n", err)
+			return exitRuntime
+		}
 	case cmd == "rm" && len(rest) == 1:
 		err = os.Remove(filepath.Join(admin, rest[0]))
 		if err == nil {
