@@ -31,6 +31,7 @@ type Registry struct {
 
 	secretTokens atomic.Int64 // tokens with a secret: when 0 every caller shares the default token
 	owners       owners       // each token's Owner, to tell the tree which changed
+	binds        bindThrottle // who may try a secret again, and when
 }
 
 // Open prepares the registry on eng: the default token exists with the
