@@ -27,12 +27,9 @@ func NewErrorLog() *ErrorLog {
 // "<RFC3339 time> <op> <path>: <message>". The path never holds a space, so
 // a reader can split the line on its first three spaces.
 func (l *ErrorLog) Add(token, op, path string, err error) {
-	msg := strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' ' // one line, and nothing a terminal would act on
-		}
-		return r
-	}, strings.ToValidUTF8(err.Error(), "\uFFFD"))
+	// One line, and nothing a terminal would act on: line breaks and tabs
+	// become spaces, every other control character an escape (\x1b).
+	msg := TermSafe(strings.NewReplacer("\n", " ", "\r", " ", "\t", " ").Replace(err.Error()))
 	line := l.now().UTC().Format(time.RFC3339) + " " + op + " " + escapePath(path) + ": " + msg + "\n"
 	l.mu.Lock()
 	defer l.mu.Unlock()
