@@ -93,6 +93,7 @@ func serve(cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
+	watchState(background, eng, cfg.db, log)
 	rt := node.New(node.Config{
 		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout,
 		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log,
