@@ -45,7 +45,7 @@ func (d *deviceDir) renderEnv(ctx context.Context) ([]byte, error) {
 	return []byte(strings.Join(env, "\n") + "\n"), nil
 }
 
-// renderPool is /moreh/pool: one line per GPU, "<index> <units> <device|->
+// renderPool is /moreh/pool: one line per GPU, "<index> <units> <device|*|->
 // <memory_used_mib> <memory_total_mib> <utilization|-> <node> <name>"; the
 // figures of another node's GPUs are that node's to show ("-").
 func (t *tree) renderPool(ctx context.Context) ([]byte, error) {
@@ -54,10 +54,16 @@ func (t *tree) renderPool(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
+	uid := callerUID(ctx)
 	for _, g := range pool {
 		device, used, util := "-", "-", "-"
 		if g.Job != 0 {
-			device = formatUint(g.Device)
+			device = "*" // bound, to a device of a token the caller may not see
+			if ok, err := t.Registry.SeesToken(ctx, uid, g.Token); err != nil {
+				return nil, err
+			} else if ok {
+				device = formatUint(g.Device)
+			}
 		}
 		if g.Sampled {
 			used, util = formatUint(g.Reading.MemoryUsedMiB), strconv.Itoa(g.Reading.Utilization)

@@ -60,11 +60,13 @@ func (t *tree) renderMetrics(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
-	err = t.metrics(ctx, &b, tokens, callerUID(ctx) == 0)
+	err = t.metrics(ctx, &b, tokens, callerUID(ctx) == 0, true)
 	return b.Bytes(), err
 }
 
-func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPool bool) error {
+// metrics writes the series of tokens and, withPool, the GPUs' and the
+// pool's; a bound GPU's device label is its device id with deviceIDs, else "*".
+func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPool, deviceIDs bool) error {
 	var (
 		devUsed  = &metric{name: "moreh_device_memory_used_mib", help: "Memory used on the device's GPUs, in MiB."}
 		devTotal = &metric{name: "moreh_device_memory_total_mib", help: "Memory of the device's model, in MiB."}
@@ -108,7 +110,10 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 			total += g.Units
 			device, bound := "", 0.0
 			if g.Job != 0 {
-				device, bound = formatUint(g.Device), 1
+				device, bound = "*", 1
+				if deviceIDs {
+					device = formatUint(g.Device)
+				}
 			} else {
 				unbound += g.Units
 			}
@@ -126,14 +131,21 @@ func (t *tree) metrics(ctx context.Context, w io.Writer, tokens []string, withPo
 	return writeMetrics(w, []*metric{devUsed, devTotal, devUtil, devJob, tokDev, tokMax, fbUsed, fbFree, gpuUtil, gpuBound, units, free})
 }
 
-// MetricsHandler serves what /moreh/metrics shows root, for --metrics-addr.
-func MetricsHandler(cfg Config) http.Handler {
+// MetricsHandler serves the node's and the GPUs' figures for
+// --metrics-addr, which anyone who reaches the port may read; with
+// withTokens (--metrics-tokens), also every token's series, as root sees
+// them in /moreh/metrics.
+func MetricsHandler(cfg Config, withTokens bool) http.Handler {
 	t := newTree(cfg)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tokens, err := t.Registry.VisibleTokens(r.Context(), 0)
+		var tokens []string
+		var err error
+		if withTokens {
+			tokens, err = t.Registry.VisibleTokens(r.Context(), 0)
+		}
 		var b bytes.Buffer
 		if err == nil {
-			err = t.metrics(r.Context(), &b, tokens, true)
+			err = t.metrics(r.Context(), &b, tokens, true, withTokens)
 		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)

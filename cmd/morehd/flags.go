@@ -28,6 +28,8 @@ type config struct {
 	metricsAddr string
 	node        string
 
+	metricsTokens bool // --metrics-tokens: per-token series over HTTP too
+
 	store         string
 	etcdEndpoints []string
 	etcdCACert    string
@@ -67,6 +69,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.etcdKey, "etcd-key", "", "client key for etcd")
 	f.DurationVar(&c.etcdLeaseTTL, "etcd-lease-ttl", 10*time.Second, "how long a dead node's GPUs stay in the pool (--store etcd)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve the metrics over HTTP at this address (e.g. 127.0.0.1:9400), path /metrics")
+	f.BoolVar(&c.metricsTokens, "metrics-tokens", false, "also serve every token's series (names, devices, limits) at --metrics-addr, to anyone who reaches it")
 	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
 	intFlag(f, &c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
@@ -78,7 +81,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	switch {
 	case *help:
 		fmt.Fprintf(stdout, "Usage: morehd [flags]\n\nServes virtual accelerator devices as files under --mount.\n"+
-			"Runs in the foreground; SIGINT or SIGTERM unmounts and exits.\n\nFlags:\n%s", f.FlagUsages())
+			"Runs in the foreground; SIGINT, SIGTERM or SIGHUP unmounts and exits.\n\nFlags:\n%s", f.FlagUsages())
 		return c, errHelp
 	case *version:
 		fmt.Fprintf(stdout, "morehd %s\n", Version)

@@ -117,7 +117,7 @@ func serve(cfg config, log *slog.Logger) error {
 		Server: serverVersion, Node: rt, Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
 	}
 	if cfg.metricsAddr != "" {
-		stopMetrics, err := serveMetrics(cfg.metricsAddr, fs.MetricsHandler(tree), log)
+		stopMetrics, err := serveMetrics(cfg.metricsAddr, fs.MetricsHandler(tree, cfg.metricsTokens), log)
 		if err != nil {
 			return err
 		}

@@ -72,28 +72,42 @@ func TestTokenFile(t *testing.T) {
 	}
 }
 
+// TestMetricsAddr: --metrics-addr serves the node's and the GPUs' figures
+// to anyone who reaches it, without a token's name or a device id; with
+// --metrics-tokens, also every token's series, as root's metrics file.
 func TestMetricsAddr(t *testing.T) {
-	d := morehdtest.Start(t, "--metrics-addr", "127.0.0.1:0")
-	if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var addr string
-	for _, line := range strings.Split(d.Log(), "\n") {
-		if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
-			addr = a
+	for _, withTokens := range []bool{false, true} {
+		args := []string{"--metrics-addr", "127.0.0.1:0"}
+		if withTokens {
+			args = append(args, "--metrics-tokens")
 		}
-	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("GET metrics from %q: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	file := read(t, d.Path("metrics"))
-	if resp.StatusCode != 200 || string(body) != file {
-		t.Errorf("HTTP metrics (%d) differ from the metrics file:\n%s\n---\n%s", resp.StatusCode, body, file)
-	}
-	if !strings.Contains(file, `moreh_device_memory_total_mib{token="default",device="2026",model="Small.64GB"} 65520`) {
-		t.Errorf("metrics lack the device:\n%s", file)
+		d := morehdtest.Start(t, args...)
+		if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var addr string
+		for _, line := range strings.Split(d.Log(), "\n") {
+			if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
+				addr = a
+			}
+		}
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("GET metrics from %q: %v", addr, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		file := read(t, d.Path("metrics"))
+		if !strings.Contains(file, `moreh_device_memory_total_mib{token="default",device="2026",model="Small.64GB"} 65520`) {
+			t.Errorf("metrics lack the device:\n%s", file)
+		}
+		switch {
+		case resp.StatusCode != 200:
+			t.Errorf("HTTP metrics: %d", resp.StatusCode)
+		case withTokens && string(body) != file:
+			t.Errorf("HTTP metrics with --metrics-tokens differ from the metrics file:\n%s\n---\n%s", body, file)
+		case !withTokens && (strings.Contains(string(body), "token=") || strings.Contains(string(body), "2026") || !strings.Contains(string(body), "moreh_pool_units_total") || !strings.Contains(string(body), "DCGM_FI_DEV_FB_USED")):
+			t.Errorf("HTTP metrics without --metrics-tokens show a token or device id, or lack the GPUs:\n%s", body)
+		}
 	}
 }
