@@ -114,8 +114,11 @@ type tokensDir struct {
 var _ = (fusefs.NodeLookuper)((*tokensDir)(nil))
 
 func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if err := d.t.Registry.LookupToken(ctx, callerUID(ctx), name); err != nil {
+	switch err := d.t.Registry.LookupToken(ctx, callerUID(ctx), name); {
+	case store.KindOf(err) == store.KindDenied:
 		return nil, errnoOf(err) // asked by ls and shells all the time: no errors line
+	case err != nil:
+		return nil, d.t.fail(ctx, "", "lookup", "tokens/"+name, err)
 	}
 	number, errno := d.tokenNumber(ctx, name)
 	if errno != 0 {

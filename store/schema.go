@@ -14,11 +14,12 @@ var (
 	bucketUIDs         = []byte("uids")          // u64(uid) → token name: who is bound to which token
 	bucketSecrets      = []byte("secrets")       // sha256(secret) → token name
 
-	keyNextDeviceID  = []byte("next_device_id")  // u64: the next id to hand out; ids are never reused
-	keyNextTokenID   = []byte("next_token_id")   // u64: the next token number (used for inode numbers)
-	keyNextJobID     = []byte("next_job_id")     // u64: the next job id
-	keySchema        = []byte("schema_version")  // u64: the layout of what is stored (schemaVersion)
-	keyTokenKeyCheck = []byte("token_key_check") // HMAC(token key, "moreh key check"): which key the secrets derive from
+	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
+	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
+	keyNextJobID    = []byte("next_job_id")    // u64: the next job id
+	keySchema       = []byte("schema_version") // u64: the layout of what is stored (schemaVersion)
+
+	keyTokenKeyCheck = []byte("token_key_check") // HMAC(token key, "moreh key check"): which key the secrets derive from (keycheck.go)
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets}
 )
