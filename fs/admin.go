@@ -17,8 +17,10 @@ import (
 func (t *tree) bindCaller(ctx context.Context, secret string) error {
 	uid := callerUID(ctx)
 	name, err := t.Registry.Bind(ctx, uid, secret)
+	if store.KindOf(err) == store.KindKeyRejected {
+		t.rejects.add(uid, err) // coalesced: guessing cannot flood the log
+	}
 	if err != nil {
-		t.Log.Warn("token rejected", "uid", uid)
 		return err
 	}
 	t.Log.Info("uid bound to token", "uid", uid, "token", name)

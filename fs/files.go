@@ -28,6 +28,13 @@ func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 	return fuse.ReadResultData(s.data[off:min(int64(len(s.data)), off+int64(len(dest)))]), 0
 }
 
+var _ = (fusefs.FileFsyncer)((*snapshot)(nil))
+
+// Fsync (and fdatasync) succeed on every open file: a command is committed
+// before its write returns, and a snapshot has nothing to flush, so
+// `dd conv=fsync` reports the command that took effect as a success.
+func (s *snapshot) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+
 // roFile is a read-only file rendered at open, like a /proc file.
 type roFile struct {
 	fusefs.Inode

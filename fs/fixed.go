@@ -75,6 +75,13 @@ func (d *fixedDir) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Se
 	return d.refuse(ctx, "setattr", "")
 }
 
+var _ = (fusefs.NodeFsyncer)((*fixedDir)(nil))
+
+// Fsync of a directory succeeds: every change is committed when it returns.
+func (d *fixedDir) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
 // entries turns names into directory entries of one mode.
 func entries(mode uint32, names ...string) []fuse.DirEntry {
 	out := make([]fuse.DirEntry, len(names))

@@ -45,18 +45,21 @@ func (d *deviceDir) renderEnv(ctx context.Context) ([]byte, error) {
 	return []byte(strings.Join(env, "\n") + "\n"), nil
 }
 
-// renderPool is /moreh/pool: one line per GPU, "<index> <units> <device|->
+// renderPool is /moreh/pool: one line per GPU, "<index> <units> <device|*|->
 // <memory_used_mib> <memory_total_mib> <utilization|-> <node> <name>"; the
 // figures of another node's GPUs are that node's to show ("-").
 func (t *tree) renderPool(ctx context.Context) ([]byte, error) {
-	pool, err := t.Node.Pool(ctx)
+	pool, err := t.Node.PoolFor(ctx, callerUID(ctx))
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	for _, g := range pool {
 		device, used, util := "-", "-", "-"
-		if g.Job != 0 {
+		switch {
+		case g.Hidden:
+			device = "*" // bound, to a device of a token the caller may not see
+		case g.Job != 0:
 			device = formatUint(g.Device)
 		}
 		if g.Sampled {

@@ -43,10 +43,11 @@ var (
 // and device figures with its name, so that the series of the nodes of a
 // cluster never collide.
 type treeCollector struct {
-	t      *tree
-	ctx    context.Context
-	tokens []string
-	pool   bool
+	t         *tree
+	ctx       context.Context
+	tokens    []string
+	pool      bool
+	deviceIDs bool // a bound GPU names its device; else "*" (--metrics-addr without --metrics-tokens)
 }
 
 const bytesPerMiB = 1 << 20
@@ -96,7 +97,10 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		total += g.Units
 		device, bound := "", 0.0
 		if g.Job != 0 {
-			device, bound = formatUint(g.Device), 1
+			device, bound = "*", 1
+			if c.deviceIDs {
+				device = formatUint(g.Device)
+			}
 		} else {
 			unbound += g.Units
 		}
@@ -120,7 +124,7 @@ func (t *tree) renderMetrics(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &treeCollector{t: t, ctx: ctx, tokens: tokens, pool: uid == 0}
+	c := &treeCollector{t: t, ctx: ctx, tokens: tokens, pool: uid == 0, deviceIDs: true}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	families, err := reg.Gather()
@@ -137,17 +141,22 @@ func (t *tree) renderMetrics(ctx context.Context) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// MetricsHandler serves what /moreh/metrics shows root, with the daemon's
-// own go_* and process_* series, for --metrics-addr.
-func MetricsHandler(cfg Config) http.Handler {
+// MetricsHandler serves the node's and the GPUs' figures, with the
+// daemon's own go_* and process_* series, for --metrics-addr, which anyone
+// who reaches the port may read; with withTokens (--metrics-tokens), also
+// every token's series, as root sees them in /moreh/metrics.
+func MetricsHandler(cfg Config, withTokens bool) http.Handler {
 	t := newTree(cfg)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tokens, err := t.Registry.VisibleTokens(r.Context(), 0)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		var tokens []string
+		if withTokens {
+			var err error
+			if tokens, err = t.Registry.VisibleTokens(r.Context(), 0); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 		}
-		c := &treeCollector{t: t, ctx: r.Context(), tokens: tokens, pool: true}
+		c := &treeCollector{t: t, ctx: r.Context(), tokens: tokens, pool: true, deviceIDs: withTokens}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(w, r)

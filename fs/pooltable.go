@@ -22,6 +22,7 @@ type PoolRow struct {
 	MemoryMiB     uint64
 	Utilization   int  // percent, or NoUtilization when not sampled
 	Sampled       bool // false for a GPU that this node cannot read (another node's)
+	Hidden        bool // bound to a token the caller may not see: "*" for its device
 }
 
 const noGPUs = "No GPUs in the pool."
@@ -42,7 +43,9 @@ func appendPoolTable(b []byte, rows []PoolRow) []byte {
 	cells := make([][]string, len(rows))
 	for i, r := range rows {
 		device, used, util := "-", "-", "-"
-		if r.Device != 0 {
+		if r.Hidden {
+			device = "*" // bound, to a token the caller may not see
+		} else if r.Device != 0 {
 			device = formatUint(r.Device)
 		}
 		if r.Sampled {
@@ -71,7 +74,7 @@ func appendPoolTable(b []byte, rows []PoolRow) []byte {
 // poolRows are the runtime's pool view as rows: another node's GPUs show
 // no figures of this one's.
 func (t *tree) poolRows(ctx context.Context) ([]PoolRow, error) {
-	pool, err := t.Node.Pool(ctx)
+	pool, err := t.Node.PoolFor(ctx, callerUID(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +82,7 @@ func (t *tree) poolRows(ctx context.Context) ([]PoolRow, error) {
 	for _, g := range pool {
 		r := PoolRow{Node: g.Node, Index: g.Index, Name: g.Name, Units: g.Units, MemoryMiB: g.MemoryMiB,
 			Utilization: NoUtilization, Sampled: g.Sampled}
+		r.Hidden = g.Hidden
 		if g.Job != 0 {
 			r.Device = g.Device
 		}

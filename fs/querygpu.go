@@ -53,7 +53,7 @@ var gpuFields = []gpuField{
 	{name: "utilization.gpu", unit: "%", value: func(g node.GPUStatus) (string, bool) {
 		return strconv.Itoa(g.Reading.Utilization), g.Sampled
 	}},
-	{name: "device", value: func(g node.GPUStatus) (string, bool) { return formatUint(g.Device), g.Job != 0 }},
+	{name: "device", value: func(g node.GPUStatus) (string, bool) { return formatUint(g.Device), g.Job != 0 && !g.Hidden }},
 	{name: "node", value: func(g node.GPUStatus) (string, bool) { return g.Node, g.Node != "" }},
 }
 
@@ -164,7 +164,7 @@ func (d *queryGPUDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	}
 	t := d.t
 	f := &roFile{t: t, mode: 0o444, render: func(ctx context.Context) ([]byte, error) {
-		pool, err := t.Node.Pool(ctx)
+		pool, err := t.Node.PoolFor(ctx, callerUID(ctx))
 		if err != nil {
 			return nil, err
 		}

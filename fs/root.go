@@ -118,6 +118,12 @@ type tokensDir struct {
 var _ = (fusefs.NodeLookuper)((*tokensDir)(nil))
 
 func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	switch err := d.t.Registry.LookupToken(ctx, callerUID(ctx), name); {
+	case store.KindOf(err) == store.KindDenied:
+		return nil, errnoOf(err) // asked by ls and shells all the time: no errors line
+	case err != nil:
+		return nil, d.t.fail(ctx, "", "lookup", "tokens/"+name, err)
+	}
 	number, errno := d.tokenNumber(ctx, name)
 	if errno != 0 {
 		return nil, errno
@@ -150,13 +156,9 @@ func (d *tokensDir) tokenNumber(ctx context.Context, name string) (uint64, sysca
 var _ = (fusefs.NodeReaddirer)((*tokensDir)(nil))
 
 func (d *tokensDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	tokens, err := d.t.Registry.Tokens(ctx)
+	names, err := d.t.Registry.ListedTokens(ctx, callerUID(ctx))
 	if err != nil {
 		return nil, d.t.fail(ctx, "", "readdir", "tokens", err)
-	}
-	names := make([]string, len(tokens))
-	for i, tok := range tokens {
-		names[i] = tok.Name
 	}
 	return fusefs.NewListDirStream(entries(fuse.S_IFDIR, names...)), 0
 }

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moreh-io/moreh/fs/node"
+	"github.com/moreh-io/moreh/store"
 )
 
 // NoUtilization marks a device with no running job; the table shows "-".
@@ -172,8 +173,8 @@ func deviceCells(d DeviceRow) []string {
 	}
 	return []string{
 		mark + strconv.FormatUint(d.ID, 10),
-		d.Name,
-		d.Model,
+		store.TermSafe(d.Name),
+		store.TermSafe(d.Model),
 		mib(d.MemoryUsedMiB),
 		mib(d.MemoryTotalMiB),
 		utilization(d.Utilization),
@@ -185,7 +186,7 @@ func processCells(p ProcessRow) []string {
 		strconv.FormatUint(p.Device, 10),
 		strconv.FormatUint(p.JobID, 10),
 		strconv.Itoa(p.PID),
-		p.Name,
+		store.TermSafe(p.Name), // anyone can name their process: never a terminal's command
 		mib(p.MemoryMiB),
 	}
 }

@@ -29,6 +29,9 @@ type Config struct {
 	Log        *slog.Logger
 	Debug      bool // log every FUSE request
 	Now        func() time.Time
+	// RejectLogEvery is how often rejected secrets are summed up in the
+	// log, per uid (default a minute).
+	RejectLogEvery time.Duration
 }
 
 // tree is the state every node shares.
@@ -36,6 +39,7 @@ type tree struct {
 	Config
 	Registry *store.Registry // the node's, for the records the tree shows as they are
 	tokens   *fusefs.Inode   // /moreh/tokens, set when the root is added
+	rejects  *rejectLog      // rejected secrets, coalesced for the log
 }
 
 // staticTimeout is how long the kernel may cache names that never change.
@@ -68,6 +72,7 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 		return nil, err
 	}
 	t.Registry.OnOwnerChange(t.ownersChanged)
+	go func() { server.Wait(); t.rejects.close() }()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		return nil, err
@@ -77,7 +82,7 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 
 func newTree(cfg Config) *tree {
 	cfg = cfg.withDefaults()
-	return &tree{Config: cfg, Registry: cfg.Node.Registry()}
+	return &tree{Config: cfg, Registry: cfg.Node.Registry(), rejects: newRejectLog(cfg.Log, cfg.RejectLogEvery)}
 }
 
 // withDefaults fills in what the caller left out.
@@ -222,6 +227,7 @@ var kindErrno = map[store.Kind]syscall.Errno{
 	store.KindNotPermitted: syscall.EPERM,
 	store.KindDenied:       syscall.EACCES,
 	store.KindInterrupted:  syscall.EINTR,
+	store.KindExhausted:    syscall.EOVERFLOW,
 }
 
 // errnoOf maps a failure to its errno; anything unknown is a store failure.

@@ -15,11 +15,13 @@ import (
 
 // boltEngine is the single-machine Engine: one bbolt file.
 type boltEngine struct {
-	db *bolt.DB
+	db    *bolt.DB
+	watch *stateWatch // the path still names db (boltwatch.go)
 
 	mu         sync.Mutex
 	queue      []*boltCall // transactions waiting for the next commit
 	committing bool        // a caller is committing a batch
+	closeOnce  sync.Once
 }
 
 // boltCall is one Update waiting in the queue.
@@ -53,7 +55,12 @@ func OpenBolt(path string, lockWait time.Duration) (Engine, error) {
 		db.Close()
 		return nil, err
 	}
-	return &boltEngine{db: db}, nil
+	watch, err := newStateWatch(path)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &boltEngine{db: db, watch: watch}, nil
 }
 
 // Update runs fn in a read-write transaction. Concurrent callers share
@@ -99,6 +106,12 @@ func (e *boltEngine) Update(_ context.Context, fn func(Tx) error) error {
 // fails, the transaction is rolled back: that fn runs again alone, so that
 // its error is its own, and the others run again together.
 func (e *boltEngine) commit(batch []*boltCall) {
+	if err := e.watch.check(); err != nil {
+		for _, c := range batch {
+			c.done <- err
+		}
+		return
+	}
 	for len(batch) > 0 {
 		failed := -1
 		err := e.db.Update(func(tx *bolt.Tx) error {
@@ -137,7 +150,10 @@ func (e *boltEngine) View(_ context.Context, fn func(Tx) error) error {
 	return e.db.View(func(tx *bolt.Tx) error { return fn(newBoltTx(tx)) })
 }
 
-func (e *boltEngine) Close() error { return e.db.Close() }
+func (e *boltEngine) Close() error {
+	e.closeOnce.Do(e.watch.close)
+	return e.db.Close()
+}
 
 // ServerVersion is empty: with bbolt the daemon itself is the server.
 func (e *boltEngine) ServerVersion(context.Context) (string, error) { return "", nil }

@@ -36,12 +36,9 @@ type Caller struct {
 // reader can split the line on its first five spaces, and a client shows
 // the lines of its own pid only.
 func (l *ErrorLog) Add(token string, caller Caller, op, path string, err error) {
-	msg := strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' ' // one line, and nothing a terminal would act on
-		}
-		return r
-	}, strings.ToValidUTF8(err.Error(), "\uFFFD"))
+	// One line, and nothing a terminal would act on: line breaks and tabs
+	// become spaces, every other control character an escape (\x1b).
+	msg := TermSafe(strings.NewReplacer("\n", " ", "\r", " ", "\t", " ").Replace(err.Error()))
 	line := l.now().UTC().Format(time.RFC3339) + " pid=" + strconv.FormatUint(uint64(caller.PID), 10) +
 		" uid=" + strconv.FormatUint(uint64(caller.UID), 10) + " " + op + " " + escapePath(path) + ": " + msg + "\n"
 	l.mu.Lock()

@@ -24,6 +24,7 @@ const (
 	KindNotPermitted             // an operation the tree never allows, or another user's process
 	KindDenied                   // a file opened against its mode
 	KindInterrupted              // the caller gave up: its request was interrupted
+	KindExhausted                // every device id has been handed out (ids are never reused)
 )
 
 var (

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -15,6 +16,7 @@ type Options struct {
 	MaxDevices   int    // the default token's device limit; default 5
 	DefaultToken string // the token every caller is bound to; default "default"
 	Key          []byte // the node key that token secrets derive from (LoadKey)
+	KeyNew       bool   // Key was made just now (its file was missing): with tokens, Open refuses it
 	SharedSecret string // --token-file: the default token's secret, and every caller bound to it
 	Node         string // this machine's name in the pool; default "local"
 	HistoryKeep  int    // ended jobs kept per token; default 1000
@@ -32,6 +34,7 @@ type Registry struct {
 	owners        owners                                      // each token's Owner, to tell the tree which changed
 	figures       atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
 	remoteChanges atomic.Uint64                               // FollowOthers's batches
+	binds         bindThrottle                                // who may try a secret again, and when
 }
 
 // Open prepares the registry on eng: the default token exists with the
@@ -55,6 +58,9 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
+			return err
+		}
+		if err := checkTokenKey(tx, opts); err != nil {
 			return err
 		}
 		if fromU64(tx.Get(bucketMeta, keyNextDeviceID)) < opts.FirstID {
@@ -201,6 +207,10 @@ func (r *Registry) CreateDevice(ctx context.Context, token, model string) (Devic
 			return errorf(KindQuota, "Maximum number of devices (%d) reached.", v.Token.MaxDevices)
 		}
 		id := fromU64(tx.Get(bucketMeta, keyNextDeviceID))
+		if id >= MaxDeviceID {
+			// The counter never wraps: a wrapped id would be 0, or one handed out before.
+			return errorf(KindExhausted, "Every device id up to %d has been handed out, and ids are never reused: start a new state file (a new --db) to create devices.", uint64(MaxDeviceID-1))
+		}
 		if err := tx.Put(bucketMeta, keyNextDeviceID, u64(id+1)); err != nil {
 			return err
 		}
@@ -213,6 +223,14 @@ func (r *Registry) CreateDevice(ctx context.Context, token, model string) (Devic
 	})
 	return d, ioError(err)
 }
+
+// MaxDeviceID bounds device ids: the last id handed out is MaxDeviceID-1,
+// and creation then fails with KindExhausted rather than wrap.
+const MaxDeviceID = math.MaxUint64
+
+// MaxFirstID is the largest --first-id: at least 2^63 ids stay before
+// MaxDeviceID, so the counter cannot run out in practice.
+const MaxFirstID = 1 << 63
 
 // RemoveDevice deletes a device of token. When it was current, the most
 // recently used remaining device becomes current, or none. A device with a

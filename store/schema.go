@@ -20,6 +20,8 @@ var (
 	keyNextJobID    = []byte("next_job_id")    // u64: the next job id
 	keySchema       = []byte("schema_version") // u64: the layout of what is stored (schemaVersion)
 
+	keyTokenKeyCheck = []byte("token_key_check") // HMAC(token key, "moreh key check"): which key the secrets derive from (keycheck.go)
+
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets, bucketHistory}
 )
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"slices"
+	"time"
 )
 
 // MaxTokenNameLen bounds token names, which become directory names.
@@ -153,15 +154,43 @@ func validLimit(n int) error {
 
 // Bind binds uid to the token whose secret is given. The secret is never
 // repeated in an error.
+//
+// Attempts are throttled per uid (throttle.go): after a rejected secret,
+// the uid's attempts are refused unchecked (KindKeyRejected, as a wrong
+// secret: the errno tells nothing of the throttle) for a delay that
+// doubles with each further rejection. A rejected secret is found in a read
+// transaction: guessing never writes to the store.
 func (r *Registry) Bind(ctx context.Context, uid int, secret string) (string, error) {
-	var name, old string
-	err := r.eng.Update(ctx, func(tx Tx) error {
-		hash := hashSecret(secret)
-		name = string(tx.Get(bucketSecrets, hash))
+	if ok, wait := r.binds.admit(uid, r.now()); !ok {
+		return "", errorf(KindKeyRejected, "The token was not checked: too many were rejected from your user; try again in %v.", wait.Round(time.Millisecond))
+	}
+	hash := hashSecret(secret)
+	known := func(tx Tx) (Token, error) {
+		name := string(tx.Get(bucketSecrets, hash))
 		t, err := loadToken(tx, name)
 		if name == "" || err != nil || !sameHash(t.SecretHash, hash) {
-			return errorf(KindKeyRejected, "The token was rejected: it is unknown or revoked.")
+			return t, errorf(KindKeyRejected, "The token was rejected: it is unknown or revoked.")
 		}
+		return t, nil
+	}
+	err := r.eng.View(ctx, func(tx Tx) error {
+		_, err := known(tx)
+		return err
+	})
+	if KindOf(err) == KindKeyRejected {
+		r.binds.rejected(uid, r.now())
+	}
+	if err != nil {
+		return "", ioError(err)
+	}
+	r.binds.bound(uid)
+	var name, old string
+	err = r.eng.Update(ctx, func(tx Tx) error {
+		t, err := known(tx) // again: a revoke may have come in between
+		if err != nil {
+			return err
+		}
+		name = t.Name
 		if r.opts.SharedSecret != "" {
 			return nil // every caller is bound to the shared token already
 		}

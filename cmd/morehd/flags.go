@@ -36,6 +36,8 @@ type config struct {
 	logFormat   string
 	logLevel    slog.Level
 
+	metricsTokens bool // --metrics-tokens: per-token series over HTTP too
+
 	store         string
 	etcdEndpoints []string
 	etcdCACert    string
@@ -61,11 +63,11 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.mount, "mount", "/moreh", "directory to mount the tree on (created if missing)")
 	f.StringVar(&c.db, "db", defaultDB(), "bbolt state file (created if missing)")
 	f.StringVar(&c.gpus, "gpus", "auto", "GPU probe: auto (nvml, then amdgpu, else sim), nvml, amdgpu, sim, sim:N, sim:NxSIZE (e.g. sim:8x80GB) or none")
-	f.IntVar(&c.maxDevices, "max-devices", 5, "device limit of the token")
-	f.Uint64Var(&c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
+	intFlag(f, &c.maxDevices, "max-devices", 5, "device limit of the token")
+	uint64Flag(f, &c.firstID, "first-id", 2026, "first device id handed out; ids are never reused")
 	f.IntVar(&c.historyKeep, "history-keep", 1000, "ended jobs kept in each token's history")
 	f.DurationVar(&c.idleJob, "idle-job-timeout", 0, "reset a job whose GPUs show 0% utilisation and unchanged memory for this long (0: never)")
-	f.Uint64Var(&c.unitMiB, "unit-mib", store.UnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
+	uint64Flag(f, &c.unitMiB, "unit-mib", store.UnitMiB, "GPU memory per pool unit: a GPU gives floor(memory / unit) units")
 	f.DurationVar(&c.sampleInterval, "sample-interval", time.Second, "how often GPU figures are refreshed")
 	f.DurationVar(&c.idleTimeout, "idle-timeout", 0, "remove a device that had no job for this long (0: never)")
 	f.DurationVar(&c.resetGrace, "reset-grace", 5*time.Second, "how long a reset job gets between SIGTERM and SIGKILL")
@@ -81,8 +83,9 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.etcdKey, "etcd-key", "", "client key for etcd")
 	f.DurationVar(&c.etcdLeaseTTL, "etcd-lease-ttl", 10*time.Second, "how long a dead node's GPUs stay in the pool (--store etcd)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve the metrics over HTTP at this address (e.g. 127.0.0.1:9400), path /metrics")
+	f.BoolVar(&c.metricsTokens, "metrics-tokens", false, "also serve every token's series (names, devices, limits) at --metrics-addr, to anyone who reaches it")
 	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
-	f.IntVar(&c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
+	intFlag(f, &c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
 	f.StringVar(&c.logFormat, "log-format", "text", "log lines on stderr as text (key=value) or json (one object a line)")
 	logLevel := f.String("log-level", "info", "least severe log lines shown: debug, info, warn or error")
@@ -95,7 +98,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	case *help:
 		fmt.Fprintf(stdout, "Usage: morehd [flags]\n       morehd token add|list|rm ... (morehd token --help)\n\n"+
 			"Serves virtual accelerator devices as files under --mount.\n"+
-			"Runs in the foreground; SIGINT or SIGTERM unmounts and exits.\n\nFlags:\n%s", f.FlagUsages())
+			"Runs in the foreground; SIGINT, SIGTERM or SIGHUP unmounts and exits.\n\nFlags:\n%s", f.FlagUsages())
 		return c, errHelp
 	case *version:
 		info, _ := debug.ReadBuildInfo()
@@ -125,8 +128,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return c, fmt.Errorf("--sample-interval must be at least 10ms, not %v", c.sampleInterval)
 	case c.idleTimeout < 0 || c.resetGrace < 0:
 		return c, fmt.Errorf("--idle-timeout and --reset-grace must not be negative")
-	case c.firstID < 1:
-		return c, fmt.Errorf("--first-id must be at least 1")
+	case c.firstID < 1 || c.firstID > store.MaxFirstID:
+		return c, fmt.Errorf("--first-id must be from 1 to %d (ids never wrap)", uint64(store.MaxFirstID))
 	case c.mount == "" || c.db == "":
 		return c, fmt.Errorf("--mount and --db must not be empty")
 	}

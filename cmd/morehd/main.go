@@ -61,8 +61,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// serve mounts the tree and blocks until SIGINT or SIGTERM unmounts it.
+// serve mounts the tree and blocks until SIGINT, SIGTERM or SIGHUP unmounts it.
 func serve(cfg config, log *slog.Logger) error {
+	// SIGHUP (a closed terminal) is a clean stop too: never a dead mount.
+	// Caught from the start: a signal during start-up stops the daemon once
+	// mounted, rather than leave a dead mount.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	var simOpts []gpu.SimOption
 	if cfg.simDevDir != "" {
 		simOpts = append(simOpts, gpu.WithSimDevDir(cfg.simDevDir))
@@ -87,17 +92,18 @@ func serve(cfg config, log *slog.Logger) error {
 	if err := prepareMountpoint(cfg.mount, log); err != nil {
 		return err
 	}
-	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
-	reg, err := openRegistry(background, cfg, eng)
+	reg, err := openRegistry(background, cfg, eng) // refuses a lost or foreign token key before any log line
 	if err != nil {
 		return err
 	}
+	log.Info("gpu probe", "backend", probe.Name(), "gpus", len(probe.GPUs()), "note", note)
 	cgroups, noDevices, why := openContainment(cfg.cgroupRoot, log)
 	if why != nil {
 		log.Warn("containment: proc (background children can escape)", "reason", why)
 	} else {
 		log.Info("containment: cgroup", "cgroup_root", cgroups.Dir(), "controllers", strings.Join(cgroups.Controllers(), ","), "device_isolation", !noDevices)
 	}
+	watchState(background, eng, cfg.db, log)
 	rt := node.New(node.Config{
 		Registry: reg, Probe: probe, SampleEvery: cfg.sampleInterval, IdleTimeout: cfg.idleTimeout, IdleJobTimeout: cfg.idleJob,
 		ResetGrace: cfg.resetGrace, UnitMiB: cfg.unitMiB, Log: log, Cgroups: cgroups, NoDevicePrograms: noDevices,
@@ -126,7 +132,7 @@ func serve(cfg config, log *slog.Logger) error {
 		Server: serverVersion, Node: rt, Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
 	}
 	if cfg.metricsAddr != "" {
-		stopMetrics, err := serveMetrics(cfg.metricsAddr, fs.MetricsHandler(tree), log)
+		stopMetrics, err := serveMetrics(cfg.metricsAddr, fs.MetricsHandler(tree, cfg.metricsTokens), log)
 		if err != nil {
 			return err
 		}
@@ -138,14 +144,15 @@ func serve(cfg config, log *slog.Logger) error {
 	}
 	log.Info("mounted", "mount", cfg.mount, "db", cfg.db, "max_devices", cfg.maxDevices)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	signalReady(cfg.readyFD, log)
 	defer notifySystemd(ctx, cfg.mount, log)() // watchdog pings, STOPPING=1 (systemd.go)
 	done := make(chan struct{})
 	go func() { mount.Wait(); close(done) }()
 	select {
 	case <-ctx.Done():
+		// Stopping: a repeated signal must not kill the daemon before it
+		// has unmounted and closed the state (nor after, on its way out).
+		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		log.Info("stopping", "mount", cfg.mount)
 		unmount(mount, cfg.mount, log, done)
 	case <-done:
@@ -156,7 +163,10 @@ func serve(cfg config, log *slog.Logger) error {
 
 // openRegistry opens the registry on eng.
 func openRegistry(ctx context.Context, cfg config, eng store.Engine) (*store.Registry, error) {
-	key, err := store.LoadKey(filepath.Join(filepath.Dir(cfg.db), "token.key"))
+	keyPath := filepath.Join(filepath.Dir(cfg.db), "token.key")
+	_, statErr := os.Stat(keyPath)
+	keyNew := errors.Is(statErr, os.ErrNotExist)
+	key, err := store.LoadKey(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("load the token key: %w", err)
 	}
@@ -164,7 +174,10 @@ func openRegistry(ctx context.Context, cfg config, eng store.Engine) (*store.Reg
 	if err != nil {
 		return nil, err
 	}
-	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, SharedSecret: shared, Node: cfg.node, HistoryKeep: cfg.historyKeep})
+	reg, err := store.Open(ctx, eng, store.Options{FirstID: cfg.firstID, MaxDevices: cfg.maxDevices, Key: key, KeyNew: keyNew, SharedSecret: shared, Node: cfg.node, HistoryKeep: cfg.historyKeep})
+	if errors.Is(err, store.ErrTokenKey) {
+		return nil, tokenKeyError(keyPath, keyNew, cfg.db)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open the state: %w", err)
 	}

@@ -147,7 +147,15 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"--no-such-flag"}, "morehd: unknown flag: --no-such-flag\nRun 'morehd --help' for usage.\n"},
 		{[]string{"--max-devices", "0"}, "morehd: --max-devices must be at least 1, not 0\nRun 'morehd --help' for usage.\n"},
-		{[]string{"--max-devices", "five"}, "morehd: invalid argument \"five\" for \"--max-devices\" flag: must be an integer\nRun 'morehd --help' for usage.\n"},
+		{[]string{"--max-devices", "five"}, "morehd: invalid argument \"five\" for \"--max-devices\" flag: \"five\" is not a number: write plain decimal digits, such as 5\nRun 'morehd --help' for usage.\n"},
+		// One spelling of each number, as the tree's files take them.
+		{[]string{"--max-devices", "+7"}, "morehd: invalid argument \"+7\" for \"--max-devices\" flag: \"+7\" is not a number: write plain decimal digits, such as 5\nRun 'morehd --help' for usage.\n"},
+		{[]string{"--max-devices", "07"}, "morehd: invalid argument \"07\" for \"--max-devices\" flag: \"07\" is not a number: write plain decimal digits, such as 5\nRun 'morehd --help' for usage.\n"},
+		{[]string{"--first-id", "0x7ea"}, "morehd: invalid argument \"0x7ea\" for \"--first-id\" flag: \"0x7ea\" is not a number: write plain decimal digits, such as 2026\nRun 'morehd --help' for usage.\n"},
+		{[]string{"--unit-mib", "065520"}, "morehd: invalid argument \"065520\" for \"--unit-mib\" flag: \"065520\" is not a number: write plain decimal digits, such as 2026\nRun 'morehd --help' for usage.\n"},
+		// Ids cannot wrap: at least 2^63 of them stay above --first-id.
+		{[]string{"--first-id", "9223372036854775809"}, "morehd: --first-id must be from 1 to 9223372036854775808 (ids never wrap)\nRun 'morehd --help' for usage.\n"},
+		{[]string{"--first-id", "18446744073709551615"}, "morehd: --first-id must be from 1 to 9223372036854775808 (ids never wrap)\nRun 'morehd --help' for usage.\n"},
 		{[]string{"extra"}, "morehd: unexpected argument \"extra\": morehd takes only flags, or the subcommand token (morehd token --help)\nRun 'morehd --help' for usage.\n"},
 	}
 	for _, c := range cases {

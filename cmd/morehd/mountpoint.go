@@ -23,8 +23,11 @@ import (
 func prepareMountpoint(dir string, log *slog.Logger) error {
 	// statfs always asks the server; stat may be answered from the root's
 	// cached attributes even after the daemon died.
-	var sfs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &sfs); errors.Is(err, syscall.ENOTCONN) {
+	err := statfsWithin(dir, mountpointAnswerWait)
+	if errors.Is(err, errMountHung) {
+		return fmt.Errorf("the mountpoint %s does not answer within %v: the daemon serving it is stopped or hung; end it (kill -CONT, or kill -KILL its pid) or detach the mount (umount -l %s), then start again", dir, mountpointAnswerWait, dir)
+	}
+	if errors.Is(err, syscall.ENOTCONN) {
 		log.Warn("clearing a stale mount", "mount", dir)
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("clear the stale mount on %s: %w (try: umount -l %s)", dir, err, dir)

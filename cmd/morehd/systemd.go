@@ -38,7 +38,7 @@ func notifySystemd(stopping context.Context, mount string, log *slog.Logger) fun
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			watchdog(ctx, interval/2, func(timeout time.Duration) error { return statfsWithin(mount, timeout) },
+			watchdog(ctx, interval/2, func(timeout time.Duration) error { return fuseAnswersWithin(mount, timeout) },
 				func(state string) { daemon.SdNotify(false, state) }, log)
 		}()
 	}
@@ -93,10 +93,10 @@ func watchdog(ctx context.Context, period time.Duration, alive func(timeout time
 	}
 }
 
-// statfsWithin asks the FUSE server for statfs of mount: an error if it
+// fuseAnswersWithin asks the FUSE server for statfs of mount: an error if it
 // fails, answers for another filesystem, or takes longer than timeout (the
 // call itself may go on; it ends when the connection does).
-func statfsWithin(mount string, timeout time.Duration) error {
+func fuseAnswersWithin(mount string, timeout time.Duration) error {
 	done := make(chan error, 1)
 	go func() {
 		var st syscall.Statfs_t

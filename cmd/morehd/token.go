@@ -14,12 +14,16 @@ import (
 const tokenUsage = `Usage: morehd token add NAME [--max-devices N] [--mount DIR]
        morehd token list [--mount DIR]
        morehd token rm NAME [--mount DIR]
+       morehd token rotate-key [--db PATH]
 
 Administers the tokens of a running morehd through its admin/tokens files
 (root only). morehd token COMMAND --help shows one command's usage.
 add prints the new token's secret: hand it to the user, who binds
 with  echo SECRET > /moreh/token  or by putting it in ~/.moreh/token.
 rm refuses while the token still has devices.
+rotate-key, with morehd stopped, makes a new token.key beside the state file
+and gives every token a new secret (printed as NAME SECRET lines); users
+already bound stay bound. It is also the way out when token.key was lost.
 `
 
 // tokenCommands are the subcommands of "morehd token": their usage line
@@ -28,9 +32,10 @@ var tokenCommands = map[string]struct {
 	usage string
 	args  int
 }{
-	"add":  {"morehd token add NAME [--max-devices N] [--mount DIR]\n\nCreates the token NAME and prints its secret.\n", 1},
-	"list": {"morehd token list [--mount DIR]\n\nLists the tokens: name, devices used/max, bound uids.\n", 0},
-	"rm":   {"morehd token rm NAME [--mount DIR]\n\nRevokes the token NAME (refused while it has devices).\n", 1},
+	"add":        {"morehd token add NAME [--max-devices N] [--mount DIR]\n\nCreates the token NAME and prints its secret.\n", 1},
+	"list":       {"morehd token list [--mount DIR]\n\nLists the tokens: name, devices used/max, bound uids.\n", 0},
+	"rm":         {"morehd token rm NAME [--mount DIR]\n\nRevokes the token NAME (refused while it has devices).\n", 1},
+	"rotate-key": {"morehd token rotate-key [--db PATH]\n\nWith morehd stopped, makes a new token.key and gives every token a new secret.\n", 0},
 }
 
 // runToken is "morehd token …": a thin client of admin/tokens/. --help,
@@ -40,6 +45,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	f.SetOutput(io.Discard)
 	mount := f.String("mount", "/moreh", "where morehd is mounted")
 	maxDevices := f.Int("max-devices", 0, "device limit of the new token (default: the daemon's --max-devices)")
+	db := f.String("db", defaultDB(), "the state file (rotate-key)")
 	help := f.BoolP("help", "h", false, "show this help")
 	err := f.Parse(args)
 	cmd, rest := f.Arg(0), f.Args()
@@ -61,9 +67,9 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	case err != nil:
 		return usageError(err.Error())
 	case cmd == "":
-		return usageError("say add, list or rm")
+		return usageError("say add, list, rm or rotate-key")
 	case !known:
-		return usageError(fmt.Sprintf("unknown command %q: the commands are add, list and rm", cmd))
+		return usageError(fmt.Sprintf("unknown command %q: the commands are add, list, rm and rotate-key", cmd))
 	case len(rest) != sub.args:
 		what := "needs one token NAME"
 		if sub.args == 0 {
@@ -79,6 +85,12 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		err = listTokens(*mount, stdout)
 	case "add":
 		err = addToken(admin, rest[0], *maxDevices, stdout)
+	case "rotate-key":
+		if err := rotateKey(*db, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "morehd token rotate-key: %v\n", err)
+			return exitRuntime
+		}
+		return exitOK
 	case "rm":
 		err = os.Remove(filepath.Join(admin, rest[0]))
 		if err == nil {

@@ -74,27 +74,40 @@ func TestTokenFile(t *testing.T) {
 	}
 }
 
+// TestMetricsAddr: --metrics-addr serves the node's and the GPUs' figures
+// to anyone who reaches it, without a token's name or a device id; with
+// --metrics-tokens, also every token's series, as root's metrics file.
 func TestMetricsAddr(t *testing.T) {
-	d := morehdtest.Start(t, "--metrics-addr", "127.0.0.1:0")
-	if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	addr := metricsAddr(d)
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("GET metrics from %q: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	file := read(t, d.Path("metrics"))
-	if resp.StatusCode != 200 || !strings.Contains(string(body), file) && !containsAllLines(string(body), file) {
-		t.Errorf("HTTP metrics (%d) lack the metrics file's series:\n%s\n---\n%s", resp.StatusCode, body, file)
-	}
-	if !strings.Contains(string(body), "\ngo_goroutines ") || !strings.Contains(string(body), "\nprocess_resident_memory_bytes ") {
-		t.Errorf("HTTP metrics lack the daemon's go_* and process_* series:\n%s", body)
-	}
-	if !regexp.MustCompile(`(?m)^moreh_device_memory_total_bytes\{device="2026",model="Small.64GB",node="[^"]+",token="default"\} 6\.870269952e\+10$`).MatchString(file) {
-		t.Errorf("metrics lack the device:\n%s", file)
+	for _, withTokens := range []bool{false, true} {
+		args := []string{"--metrics-addr", "127.0.0.1:0"}
+		if withTokens {
+			args = append(args, "--metrics-tokens")
+		}
+		d := morehdtest.Start(t, args...)
+		if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		addr := metricsAddr(d)
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("GET metrics from %q: %v", addr, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		file := read(t, d.Path("metrics"))
+		if !regexp.MustCompile(`(?m)^moreh_device_memory_total_bytes\{device="2026",model="Small.64GB",node="[^"]+",token="default"\} 6\.870269952e\+10$`).MatchString(file) {
+			t.Errorf("metrics lack the device:\n%s", file)
+		}
+		switch {
+		case resp.StatusCode != 200:
+			t.Errorf("HTTP metrics: %d", resp.StatusCode)
+		case withTokens && !containsAllLines(string(body), file):
+			t.Errorf("HTTP metrics with --metrics-tokens lack the metrics file's series:\n%s\n---\n%s", body, file)
+		case !strings.Contains(string(body), "\ngo_goroutines ") || !strings.Contains(string(body), "\nprocess_resident_memory_bytes "):
+			t.Errorf("HTTP metrics lack the daemon's go_* and process_* series:\n%s", body)
+		case !withTokens && (strings.Contains(string(body), "token=") || strings.Contains(string(body), `device="2026"`) || !strings.Contains(string(body), "moreh_pool_units{") || !strings.Contains(string(body), "DCGM_FI_DEV_FB_USED")):
+			t.Errorf("HTTP metrics without --metrics-tokens show a token or device id, or lack the GPUs:\n%s", body)
+		}
 	}
 }
 

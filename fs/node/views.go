@@ -127,12 +127,35 @@ type GPUStatus struct {
 	store.PoolEntry
 	Reading gpu.Reading
 	Sampled bool // Reading holds this node's sample of the GPU
+	Hidden  bool // bound to a token the caller may not see: Token and Device are left out
 }
 
 // Pool lists every GPU of the pool, this node's with their readings.
 func (rt *Runtime) Pool(ctx context.Context) ([]GPUStatus, error) {
 	pool, err := rt.reg.Pool(ctx)
 	return rt.join(pool), err
+}
+
+// PoolFor is Pool as uid may see it: a GPU bound to another token's job
+// shows that it is bound, but not to which token or device.
+func (rt *Runtime) PoolFor(ctx context.Context, uid int) ([]GPUStatus, error) {
+	pool, err := rt.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pool {
+		if pool[i].Job == 0 {
+			continue
+		}
+		sees, err := rt.reg.SeesToken(ctx, uid, pool[i].Token)
+		if err != nil {
+			return nil, err
+		}
+		if !sees {
+			pool[i].Token, pool[i].Device, pool[i].Hidden = "", 0, true
+		}
+	}
+	return pool, nil
 }
 
 // DeviceGPUs lists the GPUs bound to the device's job; none while no job runs.
