@@ -36,9 +36,9 @@ func OpenNVML() (Probe, error) { return NewNVML(nvml.New()) }
 func NewNVML(lib nvml.Interface) (Probe, error) {
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
-			return nil, fmt.Errorf("nvml: init: %w (libnvidia-ml.so.1 is not installed)", ret)
+			return nil, fmt.Errorf("nvml: init: %w (libnvidia-ml.so.1 is not installed): install the NVIDIA driver, or use --gpus auto (which falls back to the simulated pool) or --gpus sim", ret)
 		}
-		return nil, fmt.Errorf("nvml: init: %w", ret)
+		return nil, fmt.Errorf("nvml: init: %w (check the NVIDIA driver with nvidia-smi, or use --gpus auto or sim)", ret)
 	}
 	p, err := inventory(lib)
 	if err != nil {

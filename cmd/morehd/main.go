@@ -291,6 +291,9 @@ func explainOpenError(path string, err error) error {
 }
 
 func explainMountError(dir string, err error) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("mount %s: %w: morehd mounts with mount(2) and needs root: run it as root (sudo scripts/morehd.sh), or install fusermount3 (Debian's fuse3) to mount as a user", dir, err)
+	}
 	if _, statErr := os.Stat("/dev/fuse"); statErr != nil {
 		return fmt.Errorf("mount %s: %w: /dev/fuse is missing; load the fuse module (modprobe fuse)", dir, err)
 	}
