@@ -153,8 +153,8 @@ func TestTokenSubcommandMessages(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"token", "foo"}, `unknown command "foo": the commands are add, list and rm`},
-		{[]string{"token"}, "say add, list or rm"},
+		{[]string{"token", "foo"}, `unknown command "foo": the commands are add, list, rm and rotate-key`},
+		{[]string{"token"}, "say add, list, rm or rotate-key"},
 		{[]string{"token", "add"}, "add needs one token NAME (usage: morehd token add NAME [--max-devices N] [--mount DIR])"},
 		{[]string{"token", "rm", "a", "b"}, "rm needs one token NAME (usage: morehd token rm NAME [--mount DIR])"},
 		{[]string{"token", "list", "x"}, "list takes no arguments (usage: morehd token list [--mount DIR])"},

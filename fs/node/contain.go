@@ -357,6 +357,9 @@ func (rt *Runtime) groupProcs(id uint64) (procs []store.Proc, ok bool) {
 func (rt *Runtime) resetContained(ctx context.Context, caller Caller, job store.Job, reason store.EndReason) error {
 	jg := rt.group(job.ID)
 	if jg == nil {
+		if running, err := rt.reg.JobRunning(ctx, job.ID); err == nil && !running {
+			return store.Errorf(store.KindNoProcess, "Job %d ended meanwhile: nothing to reset.", job.ID) // released as the reset came
+		}
 		return store.Errorf(store.KindIO, "Job %d has no cgroup on this machine: it cannot be reset here.", job.ID)
 	}
 	pids, err := jg.g.Procs()
