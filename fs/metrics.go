@@ -52,7 +52,14 @@ type treeCollector struct {
 
 const bytesPerMiB = 1 << 20
 
-func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+// Describe names every series the collector may send: which ones a scrape
+// has depends on the moment (utilisation only while a job runs).
+func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDevUsed, descDevTotal, descDevUtil, descDevJob, descTokDev, descTokMax, descTokUsed,
+		descFBUsed, descFBFree, descGPUUtil, descGPUBound, descUnits, descFree} {
+		ch <- d
+	}
+}
 
 func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 	node := c.t.Node.Node()

@@ -120,3 +120,21 @@ func TestMetricsMtimeIsTheSample(t *testing.T) {
 		t.Errorf("metrics mtime %v is %v old, want the last sample's time", fi.ModTime(), age)
 	}
 }
+
+// TestMetricsWhileJobsComeAndGo: a scrape reads whatever series the moment
+// has (a job's utilisation appears only while it runs) and never fails for
+// it: the collector describes every series it may send.
+func TestMetricsWhileJobsComeAndGo(t *testing.T) {
+	tt := mountTree(t, store.Options{})
+	id := mkdevice(t, tt, "Small.64GB")
+	before := readFile(t, tt.path("metrics")) // no job: no utilisation series
+	pid, stop := startProc(t, 1)
+	if err := writeFile(tt.path("devices", id, "procs"), strconv.Itoa(pid)); err != nil {
+		t.Fatal(err)
+	}
+	during := readFile(t, tt.path("metrics"))
+	stop()
+	if strings.Contains(before, "moreh_device_utilization_ratio{") || !strings.Contains(during, "moreh_device_utilization_ratio{") {
+		t.Errorf("utilisation series before a job: %v, while it runs: %v", strings.Contains(before, "utilization_ratio{"), strings.Contains(during, "utilization_ratio{"))
+	}
+}
