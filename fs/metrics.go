@@ -79,7 +79,11 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 			labels := []string{name, formatUint(d.ID), d.Model, node}
 			gauge(descDevTotal, float64(d.Usage.TotalMiB*bytesPerMiB), labels...)
 			running := d.Job.ID != 0
-			gauge(descDevJob, map[bool]float64{false: 0, true: 1}[running], labels...)
+			jobRunning := 0.0
+			if running {
+				jobRunning = 1
+			}
+			gauge(descDevJob, jobRunning, labels...)
 			if !running || d.Job.Node == node || d.Job.Node == "" { // figures only where the job runs
 				gauge(descDevUsed, float64(d.Usage.UsedMiB*bytesPerMiB), labels...)
 				if running {

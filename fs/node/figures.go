@@ -69,20 +69,3 @@ func (f *jobFigures) of(job uint64) store.JobFigures {
 	}
 	return store.JobFigures{PeakMiB: s.peakMiB, MeanUtilization: s.utilSum / s.samples}
 }
-
-// jobReading sums the sample of a job's GPUs on this node: memory, mean
-// utilisation, and how many GPUs the sample read (0: none to judge by).
-func (rt *Runtime) jobReading(snap *gpu.Snapshot, j store.Job) (usedMiB uint64, utilization, gpus int) {
-	busy := 0
-	for _, uuid := range j.GPUs {
-		if r, ok := rt.reading(snap, j.Node, uuid); ok {
-			usedMiB += r.MemoryUsedMiB
-			busy += r.Utilization
-			gpus++
-		}
-	}
-	if gpus > 0 {
-		utilization = busy / gpus
-	}
-	return usedMiB, utilization, gpus
-}

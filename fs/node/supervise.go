@@ -48,9 +48,7 @@ func (rt *Runtime) Round(ctx context.Context) {
 			rt.assign(ctx, *jobs) // new processes of the jobs' cgroups, for the probe
 			return
 		}
-		snap := rt.sampler.Latest()
-		rt.figures.observe(rt, snap, *jobs)
-		rt.checkIdle(ctx, snap, *jobs)
+		rt.followFigures(ctx, *jobs)
 		return
 	}
 	log := rt.cfg.Log
@@ -83,6 +81,14 @@ func (rt *Runtime) Round(ctx context.Context) {
 	} else {
 		rt.dirty.Store(true) // read again next round
 	}
+}
+
+// followFigures counts the last sample for each local job's history
+// figures and its idle time.
+func (rt *Runtime) followFigures(ctx context.Context, jobs []store.Job) {
+	snap := rt.sampler.Latest()
+	rt.figures.observe(rt, snap, jobs)
+	rt.checkIdle(ctx, snap, jobs)
 }
 
 // procsChanged reports whether a process of a local job ended, or one was
@@ -145,8 +151,7 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 		a.AssignJobs(whole)
 	}
 	rt.sampler.NameProcesses(named)
-	rt.figures.observe(rt, rt.sampler.Latest(), local)
-	rt.checkIdle(ctx, rt.sampler.Latest(), local)
+	rt.followFigures(ctx, local)
 	if prev := rt.lastJobs.Swap(&local); prev != nil {
 		rt.fenceVanished(ctx, *prev, local)
 	}

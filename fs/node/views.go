@@ -80,19 +80,25 @@ func (rt *Runtime) usage(snap *gpu.Snapshot, d store.Device, job store.Job) Usag
 	if d.Job == 0 || job.ID != d.Job {
 		return u
 	}
-	busy, n := 0, 0
-	for _, uuid := range job.GPUs {
-		if r, ok := rt.reading(snap, job.Node, uuid); ok {
-			u.UsedMiB += r.MemoryUsedMiB
+	u.UsedMiB, u.Utilization, _ = rt.jobReading(snap, job)
+	return u
+}
+
+// jobReading sums the sample of a job's GPUs on this node: memory, mean
+// utilisation, and how many GPUs the sample read (0: none to judge by).
+func (rt *Runtime) jobReading(snap *gpu.Snapshot, j store.Job) (usedMiB uint64, utilization, gpus int) {
+	busy := 0
+	for _, uuid := range j.GPUs {
+		if r, ok := rt.reading(snap, j.Node, uuid); ok {
+			usedMiB += r.MemoryUsedMiB
 			busy += r.Utilization
-			n++
+			gpus++
 		}
 	}
-	u.Utilization = 0
-	if n > 0 {
-		u.Utilization = busy / n
+	if gpus > 0 {
+		utilization = busy / gpus
 	}
-	return u
+	return usedMiB, utilization, gpus
 }
 
 // reading is the sample of GPU uuid of node, when it is this node's and was read.
