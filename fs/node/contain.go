@@ -370,10 +370,8 @@ func (rt *Runtime) resetContained(ctx context.Context, caller Caller, job store.
 		if err := rt.procReadable(); err != nil {
 			return err
 		}
-		for _, pid := range pids {
-			if owner := rt.cfg.Procs.Owner(pid); owner >= 0 && owner != caller.UID {
-				return store.Errorf(store.KindNotPermitted, "Job %d runs process %d of another user: only root or that user can reset it.", job.ID, pid)
-			}
+		if err := rt.mayReset(caller, job.ID, pids); err != nil {
+			return err
 		}
 	}
 	if err := rt.reg.MarkEnding(ctx, job.ID, reason); err != nil {

@@ -130,18 +130,33 @@ func (rt *Runtime) Reset(ctx context.Context, caller Caller, token string, id ui
 	if err := rt.procReadable(); err != nil {
 		return err
 	}
-	if caller.UID != 0 {
-		for _, p := range job.Procs {
-			if owner := rt.cfg.Procs.Owner(p.PID); owner >= 0 && owner != caller.UID {
-				return store.Errorf(store.KindNotPermitted, "Job %d runs process %d of another user: only root or that user can reset it.", job.ID, p.PID)
-			}
-		}
+	pids := make([]int, len(job.Procs))
+	for i, p := range job.Procs {
+		pids[i] = p.PID
+	}
+	if err := rt.mayReset(caller, job.ID, pids); err != nil {
+		return err
 	}
 	err = rt.stopJob(ctx, job, store.EndReset)
 	if err == nil {
 		rt.cfg.Log.Info("job reset; GPUs released", "token", token, "device", id, "job", job.ID)
 	}
 	return err
+}
+
+// mayReset is the rule of a reset: root may stop any job, another caller
+// only one whose every process it could signal itself (same uid, as kill(2)
+// decides); a process gone meanwhile counts for no one.
+func (rt *Runtime) mayReset(caller Caller, job uint64, pids []int) error {
+	if caller.UID == 0 {
+		return nil
+	}
+	for _, pid := range pids {
+		if owner := rt.cfg.Procs.Owner(pid); owner >= 0 && owner != caller.UID {
+			return store.Errorf(store.KindNotPermitted, "Job %d runs process %d of another user: only root or that user can reset it.", job, pid)
+		}
+	}
+	return nil
 }
 
 // stopJob ends a running job for reason: SIGTERM, SIGKILL after the grace,
