@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -106,4 +107,25 @@ func RotateKey(ctx context.Context, eng Engine, newKey []byte) ([]RotatedSecret,
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Token < out[j].Token })
 	return out, nil
+}
+
+// PoolNodes names the nodes whose GPUs are in the pool: on etcd, the daemons
+// alive now (their GPUs leave with their lease), which RotateKey must not
+// run under.
+func PoolNodes(ctx context.Context, eng Engine) ([]string, error) {
+	var nodes []string
+	err := eng.View(ctx, func(tx Tx) error {
+		return tx.ForEachPrefix(bucketGPUs, nil, func(k, v []byte) error {
+			var g PoolGPU
+			if err := decodeJSON(bucketGPUs, k, v, &g); err != nil {
+				return err
+			}
+			if !slices.Contains(nodes, g.Node) {
+				nodes = append(nodes, g.Node)
+			}
+			return nil
+		})
+	})
+	sort.Strings(nodes)
+	return nodes, ioError(err)
 }

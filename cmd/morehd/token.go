@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -14,16 +15,17 @@ import (
 const tokenUsage = `Usage: morehd token add NAME [--max-devices N] [--mount DIR]
        morehd token list [--mount DIR]
        morehd token rm NAME [--mount DIR]
-       morehd token rotate-key [--db PATH]
+       morehd token rotate-key [--db PATH] [--store etcd --etcd-endpoints URLS ...]
 
 Administers the tokens of a running morehd through its admin/tokens files
 (root only). morehd token COMMAND --help shows one command's usage.
 add prints the new token's secret: hand it to the user, who binds
 with  echo SECRET > /moreh/token  or by putting it in ~/.moreh/token.
 rm refuses while the token still has devices.
-rotate-key, with morehd stopped, makes a new token.key beside the state file
-and gives every token a new secret (printed as NAME SECRET lines); users
-already bound stay bound. It is also the way out when token.key was lost.
+rotate-key, with morehd stopped (on etcd: every node), makes a new token.key
+beside the state file and gives every token a new secret (printed as NAME
+SECRET lines); users already bound stay bound. It is also the way out when
+token.key was lost. On etcd, copy the new token.key to every node.
 `
 
 // tokenCommands are the subcommands of "morehd token": their usage line
@@ -35,7 +37,7 @@ var tokenCommands = map[string]struct {
 	"add":        {"morehd token add NAME [--max-devices N] [--mount DIR]\n\nCreates the token NAME and prints its secret.\n", 1},
 	"list":       {"morehd token list [--mount DIR]\n\nLists the tokens: name, devices used/max, bound uids.\n", 0},
 	"rm":         {"morehd token rm NAME [--mount DIR]\n\nRevokes the token NAME (refused while it has devices).\n", 1},
-	"rotate-key": {"morehd token rotate-key [--db PATH]\n\nWith morehd stopped, makes a new token.key and gives every token a new secret.\n", 0},
+	"rotate-key": {"morehd token rotate-key [--db PATH] [--store etcd --etcd-endpoints URLS ...]\n\nWith morehd stopped (on etcd: every node), makes a new token.key beside --db and gives every token a new secret.\n", 0},
 }
 
 // runToken is "morehd token …": a thin client of admin/tokens/. --help,
@@ -45,7 +47,13 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	f.SetOutput(io.Discard)
 	mount := f.String("mount", "/moreh", "where morehd is mounted")
 	maxDevices := f.Int("max-devices", 0, "device limit of the new token (default: the daemon's --max-devices)")
-	db := f.String("db", defaultDB(), "the state file (rotate-key)")
+	var state config // rotate-key: where the tokens are kept, as the daemon's flags say
+	f.StringVar(&state.db, "db", defaultDB(), "the state file; token.key is beside it (rotate-key)")
+	f.StringVar(&state.store, "store", "bolt", "state store: bolt or etcd (rotate-key)")
+	f.StringSliceVar(&state.etcdEndpoints, "etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (rotate-key --store etcd)")
+	f.StringVar(&state.etcdCACert, "etcd-cacert", "", "CA certificate that signed etcd's (rotate-key --store etcd)")
+	f.StringVar(&state.etcdCert, "etcd-cert", "", "client certificate for etcd (rotate-key --store etcd)")
+	f.StringVar(&state.etcdKey, "etcd-key", "", "client key for etcd (rotate-key --store etcd)")
 	help := f.BoolP("help", "h", false, "show this help")
 	err := f.Parse(args)
 	cmd, rest := f.Arg(0), f.Args()
@@ -78,6 +86,10 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		return usageError(fmt.Sprintf("%s %s (usage: %s)", cmd, what, strings.SplitN(sub.usage, "\n", 2)[0]))
 	case cmd != "add" && f.Changed("max-devices"):
 		return usageError("--max-devices goes with add only")
+	case cmd != "rotate-key" && changedAny(f, "db", "store", "etcd-endpoints", "etcd-cacert", "etcd-cert", "etcd-key"):
+		return usageError("--db, --store and the --etcd flags go with rotate-key only")
+	case state.store != "bolt" && state.store != "etcd":
+		return usageError(fmt.Sprintf("--store must be bolt or etcd, not %q", state.store))
 	}
 	admin := filepath.Join(*mount, "admin", "tokens")
 	switch cmd {
@@ -86,7 +98,8 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	case "add":
 		err = addToken(admin, rest[0], *maxDevices, stdout)
 	case "rotate-key":
-		if err := rotateKey(*db, stdout, stderr); err != nil {
+		state.etcdLeaseTTL = 10 * time.Second
+		if err := rotateKey(state, stdout, stderr); err != nil {
 			fmt.Fprintf(stderr, "morehd token rotate-key: %v\n", err)
 			return exitRuntime
 		}
@@ -102,6 +115,16 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// changedAny says whether any of the named flags was given.
+func changedAny(f *pflag.FlagSet, names ...string) bool {
+	for _, n := range names {
+		if f.Changed(n) {
+			return true
+		}
+	}
+	return false
 }
 
 func addToken(admin, name string, maxDevices int, stdout io.Writer) error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/moreh-io/moreh/store"
@@ -26,32 +27,36 @@ func tokenKeyError(keyPath string, keyNew bool, db string) error {
 	return fmt.Errorf("the token key %s does not match the key the tokens' secrets derive from: %s", keyPath, fix)
 }
 
-// rotateKey is "morehd token rotate-key": with the daemon stopped, it makes
-// a new token.key beside db and re-derives every token's secret from it
-// (users already bound stay bound; the old secrets stop binding), and
-// prints each token's new secret.
-func rotateKey(db string, stdout, stderr io.Writer) error {
-	if _, err := os.Stat(db); err != nil {
-		return fmt.Errorf("the state file %s: %v (give --db the daemon's state file)", db, pathCause(err))
-	}
-	eng, err := store.OpenBolt(db, time.Second)
+// rotateKey is "morehd token rotate-key": with every daemon of the state
+// stopped, it makes a new token.key beside --db and re-derives every token's
+// secret from it (users already bound stay bound; the old secrets stop
+// binding), and prints each token's new secret.
+func rotateKey(cfg config, stdout, stderr io.Writer) error {
+	ctx := context.Background()
+	eng, err := openToRotate(ctx, cfg)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || err.Error() == "timeout" {
-			return fmt.Errorf("the state file %s is in use by a running morehd: stop it first (rotate-key rewrites every secret while no daemon serves them)", db)
-		}
-		return fmt.Errorf("open the state file %s: %w", db, err)
+		return err
 	}
 	defer eng.Close()
+	keyPath := filepath.Join(filepath.Dir(cfg.db), "token.key")
+	if cfg.store == "etcd" {
+		nodes, err := store.PoolNodes(ctx, eng)
+		if err != nil {
+			return err
+		}
+		if len(nodes) > 0 {
+			return fmt.Errorf("morehd serves this etcd pool on %s: stop every node first (rotate-key rewrites every secret while no daemon serves them)", strings.Join(nodes, ", "))
+		}
+	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	keyPath := filepath.Join(filepath.Dir(db), "token.key")
 	tmp := keyPath + ".new"
 	if err := os.WriteFile(tmp, key, 0o600); err != nil {
 		return fmt.Errorf("write the new token key: %w", err)
 	}
-	rotated, err := store.RotateKey(context.Background(), eng, key)
+	rotated, err := store.RotateKey(ctx, eng, key)
 	if err != nil {
 		os.Remove(tmp)
 		return err
@@ -63,5 +68,27 @@ func rotateKey(db string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s %s\n", r.Token, r.Secret)
 	}
 	fmt.Fprintf(stderr, "morehd token rotate-key: %d secrets changed and %s is new; users already bound stay bound. Hand the secrets out (root reads them again at admin/tokens/<name>/secret once morehd runs).\n", len(rotated), keyPath)
+	if cfg.store == "etcd" {
+		fmt.Fprintf(stderr, "morehd token rotate-key: copy %s beside every node's --db before starting it: each node checks its key against the pool's.\n", keyPath)
+	}
 	return nil
+}
+
+// openToRotate opens the state that cfg names for rotate-key, which needs it
+// to itself: a bbolt file no daemon holds, or an etcd pool.
+func openToRotate(ctx context.Context, cfg config) (store.Engine, error) {
+	if cfg.store == "etcd" {
+		return openEngine(ctx, cfg)
+	}
+	if _, err := os.Stat(cfg.db); err != nil {
+		return nil, fmt.Errorf("the state file %s: %v (give --db the daemon's state file)", cfg.db, pathCause(err))
+	}
+	eng, err := store.OpenBolt(cfg.db, time.Second)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || err.Error() == "timeout" {
+			return nil, fmt.Errorf("the state file %s is in use by a running morehd: stop it first (rotate-key rewrites every secret while no daemon serves them)", cfg.db)
+		}
+		return nil, fmt.Errorf("open the state file %s: %w", cfg.db, err)
+	}
+	return eng, nil
 }

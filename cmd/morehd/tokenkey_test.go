@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
+	"github.com/moreh-io/moreh/store/etcdtest"
 )
 
 // bindAs writes secret to the tree's token file as uid (a real non-root
@@ -107,5 +108,53 @@ func TestTokenKeyLostOrWrong(t *testing.T) {
 	// uid 1001 stayed bound to alice through the rotation.
 	if got := strings.TrimSpace(read(t, d.Path("admin", "tokens", "alice", "uids"))); got != "1001" {
 		t.Errorf("alice's uids after the rotation = %q", got)
+	}
+}
+
+// TestTokenRotateKeyOnEtcd: on an etcd pool, rotate-key refuses while a node
+// serves it (naming the node), and with every node stopped gives each token
+// a new secret that binds after the restart while the old one is rejected.
+func TestTokenRotateKeyOnEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := strings.Join(etcdtest.Start(t, 1).Endpoints(), ",")
+	d := morehdtest.Start(t, "--store", "etcd", "--etcd-endpoints", endpoints, "--node", "node-a", "--gpus", "sim:2", "--etcd-lease-ttl", "2s")
+	for _, dir := range []string{filepath.Dir(filepath.Dir(d.Mount)), filepath.Dir(d.Mount)} {
+		os.Chmod(dir, 0o755) // other users' shells reach the mount
+	}
+	code, alice, stderr := runMorehd(t, "token", "add", "alice", "--mount", d.Mount)
+	if code != 0 {
+		t.Fatalf("token add alice: %d %s", code, stderr)
+	}
+	alice = strings.TrimSpace(alice)
+	rotate := func() (int, string, string) {
+		return runMorehd(t, "token", "rotate-key", "--store", "etcd", "--etcd-endpoints", endpoints, "--db", d.DB)
+	}
+	if code, _, stderr := rotate(); code != 1 || !strings.Contains(stderr, "serves this etcd pool on node-a: stop every node first") {
+		t.Errorf("rotate-key under a serving node: exit %d, %q", code, stderr)
+	}
+	d.Stop()
+	morehdtest.Eventually(t, 10*time.Second, "rotate-key once the node's lease is gone", func() bool {
+		code, out, stderr := rotate()
+		if code != 0 {
+			return false
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "alice mrh_") || strings.Fields(lines[0])[1] == alice || !strings.Contains(stderr, "copy "+filepath.Join(filepath.Dir(d.DB), "token.key")+" beside every node's --db") {
+			t.Fatalf("rotate-key on etcd: %q %q", out, stderr)
+		}
+		alice = strings.Fields(lines[0])[1]
+		return true
+	})
+	d.Restart()
+	if got := strings.TrimSpace(read(t, d.Path("admin", "tokens", "alice", "secret"))); got != alice {
+		t.Errorf("admin/tokens/alice/secret = %q, want the rotated %q", got, alice)
+	}
+	if out := bindAs(t, d, 1003, alice); out != "" {
+		t.Errorf("the rotated secret does not bind: %q", out)
+	}
+	if code, _, stderr := runMorehd(t, "token", "list", "--store", "etcd"); code != 2 || !strings.Contains(stderr, "go with rotate-key only") {
+		t.Errorf("token list --store etcd: exit %d, %q", code, stderr)
 	}
 }
