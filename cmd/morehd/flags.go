@@ -37,6 +37,7 @@ type config struct {
 	logLevel    slog.Level
 
 	metricsTokens bool // --metrics-tokens: per-token series over HTTP too
+	webConfig     string // --web-config-file: TLS and basic auth for --metrics-addr
 
 	store         string
 	etcdEndpoints []string
@@ -83,7 +84,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	f.StringVar(&c.etcdKey, "etcd-key", "", "client key for etcd")
 	f.DurationVar(&c.etcdLeaseTTL, "etcd-lease-ttl", 10*time.Second, "how long a dead node's GPUs stay in the pool (--store etcd)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve the metrics over HTTP at this address (e.g. 127.0.0.1:9400), path /metrics")
-	f.BoolVar(&c.metricsTokens, "metrics-tokens", false, "also serve every token's series (names, devices, limits) at --metrics-addr, to anyone who reaches it")
+	f.BoolVar(&c.metricsTokens, "metrics-tokens", false, "also serve every token's series (names, devices, limits) at --metrics-addr; needs --web-config-file with TLS and basic auth")
+	f.StringVar(&c.webConfig, "web-config-file", "", "TLS and basic auth for --metrics-addr, in the Prometheus exporter-toolkit web-config format")
 	f.StringVar(&c.tokenFile, "token-file", "", "serve one token, whose secret is this file's first line, and bind every caller to it")
 	intFlag(f, &c.readyFD, "ready-fd", -1, "write \"ready\\n\" to this inherited fd once the mount answers")
 	f.BoolVar(&c.debug, "debug", false, "log every FUSE request")
@@ -133,7 +135,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	case c.mount == "" || c.db == "":
 		return c, fmt.Errorf("--mount and --db must not be empty")
 	}
-	return c, nil
+	return c, checkWebConfig(c)
 }
 
 // newLogger is the daemon's logger on w, as --log-format and --log-level say.

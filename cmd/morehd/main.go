@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -132,7 +130,7 @@ func serve(cfg config, log *slog.Logger) error {
 		Server: serverVersion, Node: rt, Version: Version, AllowOther: cfg.allowOther, Log: log, Debug: cfg.debug,
 	}
 	if cfg.metricsAddr != "" {
-		stopMetrics, err := serveMetrics(cfg.metricsAddr, fs.MetricsHandler(tree, cfg.metricsTokens), log)
+		stopMetrics, err := serveMetrics(cfg.metricsAddr, cfg.webConfig, fs.MetricsHandler(tree, cfg.metricsTokens), log)
 		if err != nil {
 			return err
 		}
@@ -198,29 +196,6 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("--token-file %s: the first line must hold the token (1 to 4096 bytes)", path)
 	}
 	return secret, nil
-}
-
-// serveMetrics serves the metrics over HTTP on addr until stop, which lets
-// scrapes in flight finish (for a while) and joins the server.
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan struct{})
-	go func() { defer close(served); srv.Serve(ln) }()
-	log.Info("serving metrics", "addr", ln.Addr().String())
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if srv.Shutdown(ctx) != nil {
-			srv.Close()
-		}
-		<-served
-	}, nil
 }
 
 // openEngine opens the store that --store names.

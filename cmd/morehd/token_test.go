@@ -1,15 +1,28 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestTokenCommand(t *testing.T) {
@@ -76,19 +89,30 @@ func TestTokenFile(t *testing.T) {
 
 // TestMetricsAddr: --metrics-addr serves the node's and the GPUs' figures
 // to anyone who reaches it, without a token's name or a device id; with
-// --metrics-tokens, also every token's series, as root's metrics file.
+// --metrics-tokens, also every token's series, as root's metrics file, and
+// then only over TLS to a client with the web config's basic-auth password.
 func TestMetricsAddr(t *testing.T) {
+	webConfig, pool := writeWebConfig(t, "prometheus", "s3cret")
 	for _, withTokens := range []bool{false, true} {
 		args := []string{"--metrics-addr", "127.0.0.1:0"}
+		get := func(url string) (*http.Response, error) { return http.Get(url) }
+		scheme := "http://"
 		if withTokens {
-			args = append(args, "--metrics-tokens")
+			args = append(args, "--metrics-tokens", "--web-config-file", webConfig)
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+			get = func(url string) (*http.Response, error) {
+				req, _ := http.NewRequest("GET", url, nil)
+				req.SetBasicAuth("prometheus", "s3cret")
+				return client.Do(req)
+			}
+			scheme = "https://"
 		}
 		d := morehdtest.Start(t, args...)
 		if err := os.Mkdir(d.Path("devices", "small"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		addr := metricsAddr(d)
-		resp, err := http.Get("http://" + addr + "/metrics")
+		resp, err := get(scheme + addr + "/metrics")
 		if err != nil {
 			t.Fatalf("GET metrics from %q: %v", addr, err)
 		}
@@ -107,6 +131,104 @@ func TestMetricsAddr(t *testing.T) {
 			t.Errorf("HTTP metrics lack the daemon's go_* and process_* series:\n%s", body)
 		case !withTokens && (strings.Contains(string(body), "token=") || strings.Contains(string(body), `device="2026"`) || !strings.Contains(string(body), "moreh_pool_units{") || !strings.Contains(string(body), "DCGM_FI_DEV_FB_USED")):
 			t.Errorf("HTTP metrics without --metrics-tokens show a token or device id, or lack the GPUs:\n%s", body)
+		}
+		if withTokens {
+			checkMetricsRefused(t, addr, pool)
+		}
+	}
+}
+
+// checkMetricsRefused: the token series' port answers no one without the
+// password, and nothing in clear.
+func checkMetricsRefused(t *testing.T, addr string, pool *x509.CertPool) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, pass := range []string{"", "wrong"} {
+		req, _ := http.NewRequest("GET", "https://"+addr+"/metrics", nil)
+		if pass != "" {
+			req.SetBasicAuth("prometheus", pass)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), "token=") {
+			t.Errorf("metrics with password %q: %d %q, want 401 and no series", pass, resp.StatusCode, body)
+		}
+	}
+	if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 || strings.Contains(string(body), "token=") {
+			t.Errorf("metrics in clear: %d %q", resp.StatusCode, body)
+		}
+	}
+}
+
+// writeWebConfig writes a self-signed certificate for 127.0.0.1 and an
+// exporter-toolkit web config serving it with one basic-auth user; it
+// returns the config's path and a pool that trusts the certificate.
+func writeWebConfig(t *testing.T, user, password string) (string, *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "morehd test"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		"web.yml":  []byte(fmt.Sprintf("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  %s: %s\n", user, hash)),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(files["cert.pem"])
+	return filepath.Join(dir, "web.yml"), pool
+}
+
+// TestMetricsTokensNeedAuth: the token series are never served in clear or
+// to anyone: --metrics-tokens without a web config with TLS and users, or a
+// web config the toolkit refuses, stops the start with one line.
+func TestMetricsTokensNeedAuth(t *testing.T) {
+	dir := t.TempDir()
+	usersOnly := filepath.Join(dir, "users.yml")
+	broken := filepath.Join(dir, "broken.yml")
+	os.WriteFile(usersOnly, []byte("basic_auth_users:\n  p: $2y$10$abcdefghijklmnopqrstuuC0Xg6M4hZ3yPpG3w7y2b3cHnXHh7f8y\n"), 0o600)
+	os.WriteFile(broken, []byte("tls_server_config:\n  cert_file: nowhere.pem\n  key_file: nowhere.pem\nbogus: 1\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--metrics-addr", "127.0.0.1:0", "--metrics-tokens"}, "only behind authentication: give --web-config-file"},
+		{[]string{"--metrics-addr", "127.0.0.1:0", "--metrics-tokens", "--web-config-file", usersOnly}, "needs both tls_server_config and basic_auth_users"},
+		{[]string{"--metrics-addr", "127.0.0.1:0", "--web-config-file", broken}, "--web-config-file " + broken},
+		{[]string{"--web-config-file", usersOnly}, "--web-config-file goes with --metrics-addr"},
+		{[]string{"--metrics-tokens"}, "--metrics-tokens goes with --metrics-addr"},
+	} {
+		code, _, stderr := runMorehd(t, append(c.args, "--mount", filepath.Join(dir, "m"), "--db", filepath.Join(dir, "db"))...)
+		if code == 0 || strings.Count(stderr, "\n") > 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("morehd %v: exit %d, %q; want a refusal naming %q", c.args, code, stderr, c.want)
 		}
 	}
 }
@@ -159,8 +281,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 func metricsAddr(d *morehdtest.Daemon) string {
 	var addr string
 	for _, line := range strings.Split(d.Log(), "\n") {
-		if _, a, ok := strings.Cut(line, `msg="serving metrics" addr=`); ok {
-			addr = a
+		if strings.Contains(line, `msg="serving metrics"`) {
+			_, addr, _ = strings.Cut(line, " addr=")
 		}
 	}
 	return addr
