@@ -73,7 +73,7 @@ func (d *adminTokensDir) Lookup(ctx context.Context, name string, out *fuse.Entr
 func (d *adminTokensDir) tokenInode(ctx context.Context, tok store.Token, out *fuse.EntryOut) *fusefs.Inode {
 	out.SetAttrTimeout(d.t.setAttr(ctx, "", fuse.S_IFDIR|0o700, &out.Attr))
 	node := &adminTokenDir{rootOnlyDir: rootOnlyDir{fixedDir{t: d.t}}, token: tok.Name, number: tok.Number}
-	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(tok.Number, 8)})
+	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(tok.Number, adminTokenIno)})
 }
 
 var _ = (fusefs.NodeReaddirer)((*adminTokensDir)(nil))
@@ -129,19 +129,19 @@ var _ = (fusefs.NodeLookuper)((*adminTokenDir)(nil))
 func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	t, token := d.t, d.token
 	var node fusefs.InodeEmbedder
-	mode, k := uint32(0o400), uint64(9) // inode offsets 9, 10, 11 follow the token's own
+	mode, k := uint32(0o400), uint64(adminTokenIno+1)
 	switch name {
 	case "max_devices":
 		mode = 0o600
 		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderMax}, command: d.setMax}
 	case "secret":
-		k = 10
+		k = adminTokenIno + 2
 		node = &roFile{t: t, mode: mode, render: func(context.Context) ([]byte, error) {
 			s, err := t.Registry.TokenSecret(ctx, token)
 			return []byte(s + "\n"), err
 		}}
 	case "uids":
-		k = 11
+		k = adminTokenIno + 3
 		node = &roFile{t: t, mode: mode, render: d.renderUIDs}
 	default:
 		return nil, syscall.ENOENT

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"errors"
-	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -66,9 +65,9 @@ func TestFsyncEveryFile(t *testing.T) {
 // TestDeviceIDsExhausted: the id counter never wraps; at its end, creation
 // fails with EOVERFLOW, a sentence in errors, and nothing is created.
 func TestDeviceIDsExhausted(t *testing.T) {
-	tt := mountTree(t, store.Options{FirstID: math.MaxUint64 - 1})
+	tt := mountTree(t, store.Options{FirstID: store.MaxDeviceID - 1})
 	last := mkdevice(t, tt, "Small.64GB")
-	if want := strconv.FormatUint(math.MaxUint64-1, 10); last != want {
+	if want := strconv.FormatUint(store.MaxDeviceID-1, 10); last != want {
 		t.Fatalf("first id = %s, want %s", last, want)
 	}
 	err := os.Mkdir(tt.path("devices", "Small.64GB"), 0o755)

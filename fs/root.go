@@ -178,8 +178,14 @@ const (
 	deviceInoBase = 2 << 56
 )
 
-// tokenIno numbers a token's directory (k=0) and its entries (k=1…15).
-func tokenIno(number uint64, k uint64) uint64 { return tokenInoBase | number<<4 | k }
+// tokenIno numbers a token's directory (k=0), its entries (k=1…127) and
+// its admin/tokens/ nodes (k=128…255). Two nodes must never share a number:
+// go-fuse hands out the node it already has for a number it knows.
+func tokenIno(number uint64, k uint64) uint64 { return tokenInoBase | number<<8 | k }
 
-// deviceIno numbers a device's directory (k=0) and its files (k=1…15).
-func deviceIno(id uint64, k uint64) uint64 { return deviceInoBase | id<<4 | k }
+// deviceIno numbers a device's directory (k=0) and its files (k=1…255);
+// device ids stay below 2^48 (store.MaxDeviceID), inside their base.
+func deviceIno(id uint64, k uint64) uint64 { return deviceInoBase | id<<8 | k }
+
+// adminTokenIno is the first of a token's admin/tokens/ inode offsets.
+const adminTokenIno = 128

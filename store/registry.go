@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -225,12 +224,13 @@ func (r *Registry) CreateDevice(ctx context.Context, token, model string) (Devic
 }
 
 // MaxDeviceID bounds device ids: the last id handed out is MaxDeviceID-1,
-// and creation then fails with KindExhausted rather than wrap.
-const MaxDeviceID = math.MaxUint64
+// and creation then fails with KindExhausted rather than wrap. 2^48 leaves
+// the tree room to number every device's files apart (fs/root.go deviceIno).
+const MaxDeviceID = 1 << 48
 
-// MaxFirstID is the largest --first-id: at least 2^63 ids stay before
+// MaxFirstID is the largest --first-id: at least 2^47 ids stay before
 // MaxDeviceID, so the counter cannot run out in practice.
-const MaxFirstID = 1 << 63
+const MaxFirstID = 1 << 47
 
 // RemoveDevice deletes a device of token. When it was current, the most
 // recently used remaining device becomes current, or none. A device with a

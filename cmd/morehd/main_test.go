@@ -153,9 +153,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--max-devices", "07"}, "morehd: invalid argument \"07\" for \"--max-devices\" flag: \"07\" is not a number: write plain decimal digits, such as 5\nRun 'morehd --help' for usage.\n"},
 		{[]string{"--first-id", "0x7ea"}, "morehd: invalid argument \"0x7ea\" for \"--first-id\" flag: \"0x7ea\" is not a number: write plain decimal digits, such as 2026\nRun 'morehd --help' for usage.\n"},
 		{[]string{"--unit-mib", "065520"}, "morehd: invalid argument \"065520\" for \"--unit-mib\" flag: \"065520\" is not a number: write plain decimal digits, such as 2026\nRun 'morehd --help' for usage.\n"},
-		// Ids cannot wrap: at least 2^63 of them stay above --first-id.
-		{[]string{"--first-id", "9223372036854775809"}, "morehd: --first-id must be from 1 to 9223372036854775808 (ids never wrap)\nRun 'morehd --help' for usage.\n"},
-		{[]string{"--first-id", "18446744073709551615"}, "morehd: --first-id must be from 1 to 9223372036854775808 (ids never wrap)\nRun 'morehd --help' for usage.\n"},
+		// Ids cannot wrap: at least 2^47 of them stay above --first-id.
+		{[]string{"--first-id", "140737488355329"}, "morehd: --first-id must be from 1 to 140737488355328 (ids never wrap)\nRun 'morehd --help' for usage.\n"},
+		{[]string{"--first-id", "18446744073709551615"}, "morehd: --first-id must be from 1 to 140737488355328 (ids never wrap)\nRun 'morehd --help' for usage.\n"},
 		{[]string{"extra"}, "morehd: unexpected argument \"extra\": morehd takes only flags, or the subcommand token (morehd token --help)\nRun 'morehd --help' for usage.\n"},
 	}
 	for _, c := range cases {
