@@ -122,7 +122,7 @@ type adminTokenDir struct {
 	number uint64
 }
 
-var adminTokenEntries = []string{"max_devices", "secret", "uids"}
+var adminTokenEntries = []string{"max_devices", "secret", "uids", "idle_job_timeout"}
 
 var _ = (fusefs.NodeLookuper)((*adminTokenDir)(nil))
 
@@ -143,6 +143,9 @@ func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	case "uids":
 		k = adminTokenIno + 3
 		node = &roFile{t: t, mode: mode, render: d.renderUIDs}
+	case "idle_job_timeout":
+		k, mode = adminTokenIno+4, 0o600
+		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderIdleJobTimeout}, command: d.setIdleJobTimeout}
 	default:
 		return nil, syscall.ENOENT
 	}
@@ -167,6 +170,19 @@ func (d *adminTokenDir) setMax(ctx context.Context, command string) error {
 		return err
 	}
 	return d.t.Registry.SetMaxDevices(ctx, d.token, n)
+}
+
+func (d *adminTokenDir) renderIdleJobTimeout(ctx context.Context) ([]byte, error) {
+	v, err := d.t.Registry.View(ctx, d.token)
+	return []byte(store.FormatIdleJobTimeout(v.Token.IdleJobTimeout) + "\n"), err
+}
+
+func (d *adminTokenDir) setIdleJobTimeout(ctx context.Context, command string) error {
+	timeout, err := store.ParseIdleJobTimeout(command)
+	if err != nil {
+		return err
+	}
+	return d.t.Node.SetIdleJobTimeout(ctx, d.token, timeout)
 }
 
 func (d *adminTokenDir) renderUIDs(ctx context.Context) ([]byte, error) {

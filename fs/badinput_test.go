@@ -188,6 +188,20 @@ func TestBadInput(t *testing.T) {
 			// "0" alone is refused although "05" would be 5; "5" is alice's limit already.
 			{"two writes on one open", []string{"0", "5"}, []syscall.Errno{einval, ok}},
 		}},
+		{"idle_job_timeout", []string{"admin", "tokens", "alice", "idle_job_timeout"}, []input{
+			{"whitespace", []string{" \t "}, []syscall.Errno{einval}},
+			{"bare number", []string{"30"}, []syscall.Errno{einval}},
+			{"negative", []string{"-5m"}, []syscall.Errno{einval}},
+			{"plus sign", []string{"+5m"}, []syscall.Errno{einval}},
+			{"zero", []string{"0s"}, []syscall.Errno{einval}},
+			{"past a year", []string{"8785h"}, []syscall.Errno{einval}},
+			{"overflowing", []string{"9999999999h"}, []syscall.Errno{einval}},
+			{"capitalised", []string{"Off"}, []syscall.Errno{einval}},
+			{"unicode", []string{"５m"}, []syscall.Errno{einval}},
+			{"two lines", []string{"off\n5m"}, []syscall.Errno{einval}},
+			// "default" is alice's already: the accepted write changes nothing either.
+			{"two writes on one open", []string{"0s", "default"}, []syscall.Errno{einval, ok}},
+		}},
 		{"token", []string{"token"}, []input{
 			{"whitespace", []string{" \t "}, []syscall.Errno{syscall.EKEYREJECTED}},
 			{"negative", []string{"-1"}, []syscall.Errno{syscall.EKEYREJECTED}},

@@ -116,3 +116,40 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// TestParseIdleJobTimeout: the spellings an idle_job_timeout write takes,
+// and how each shows again.
+func TestParseIdleJobTimeout(t *testing.T) {
+	for in, want := range map[string]string{"default": "default", "off": "off", "90s": "1m30s", "1h": "1h0m0s", "8784h": "8784h0m0s", "1.5m": "1m30s"} {
+		d, err := ParseIdleJobTimeout(in)
+		if err != nil || FormatIdleJobTimeout(d) != want {
+			t.Errorf("ParseIdleJobTimeout(%q) = %v, %v; shows %q, want %q", in, d, err, FormatIdleJobTimeout(d), want)
+		}
+	}
+	for _, in := range []string{"", "0", "0s", "-1s", "+1s", "30", "8785h", "OFF", "default\n", " 5m", ".5s5", "1e3s"} {
+		if _, err := ParseIdleJobTimeout(in); KindOf(err) != KindInvalid {
+			t.Errorf("ParseIdleJobTimeout(%q) = %v, want KindInvalid", in, err)
+		}
+	}
+}
+
+// FuzzParseIdleJobTimeout: never panics; what it accepts shows again as a
+// spelling it accepts, of the same timeout.
+func FuzzParseIdleJobTimeout(f *testing.F) {
+	for _, s := range []string{"default", "off", "90s", "1h30m", "-1s", "1.5m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		d, err := ParseIdleJobTimeout(in)
+		if err != nil {
+			if KindOf(err) != KindInvalid {
+				t.Fatalf("ParseIdleJobTimeout(%q) error %v, want KindInvalid", in, err)
+			}
+			return
+		}
+		again, err := ParseIdleJobTimeout(FormatIdleJobTimeout(d))
+		if err != nil || again != d || d > maxIdleJobTimeout || (d <= 0 && d != 0 && d != IdleNever) {
+			t.Fatalf("ParseIdleJobTimeout(%q) = %v shows as %q, which reads %v, %v", in, d, FormatIdleJobTimeout(d), again, err)
+		}
+	})
+}

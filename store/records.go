@@ -16,6 +16,9 @@ type Token struct {
 	Nonce      []byte `json:"nonce"`       // with the node key, derives the secret (see secrets.go)
 	UIDs       []int  `json:"uids"`        // the users bound to it
 	UnitMillis uint64 `json:"unit_millis"` // GPU units × milliseconds its ended jobs held
+	// IdleJobTimeout overrides --idle-job-timeout for its jobs: 0 keeps the
+	// daemon's, IdleNever turns the reset off.
+	IdleJobTimeout time.Duration `json:"idle_job_timeout,omitempty"`
 }
 
 // Device is one virtual accelerator of a token.

@@ -145,6 +145,39 @@ func (r *Registry) SetMaxDevices(ctx context.Context, name string, n int) error 
 	}))
 }
 
+// SetIdleJobTimeout sets the token's override of --idle-job-timeout (0:
+// the daemon's; IdleNever: off).
+func (r *Registry) SetIdleJobTimeout(ctx context.Context, name string, d time.Duration) error {
+	return ioError(r.eng.Update(ctx, func(tx Tx) error {
+		t, err := loadToken(tx, name)
+		if err != nil {
+			return err
+		}
+		t.IdleJobTimeout = d
+		return putJSON(tx, bucketTokens, []byte(name), t)
+	}))
+}
+
+// IdleJobTimeouts returns the overrides of --idle-job-timeout that the named
+// tokens set (tokens without one, or gone, are left out).
+func (r *Registry) IdleJobTimeouts(ctx context.Context, names []string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	err := r.eng.View(ctx, func(tx Tx) error {
+		for _, name := range names {
+			var t Token
+			found, err := getJSON(tx, bucketTokens, []byte(name), &t)
+			if err != nil {
+				return err
+			}
+			if found && t.IdleJobTimeout != 0 {
+				out[name] = t.IdleJobTimeout
+			}
+		}
+		return nil
+	})
+	return out, ioError(err)
+}
+
 func validLimit(n int) error {
 	if n < 1 || n > 1_000_000 {
 		return errorf(KindInvalid, "A device limit is a number from 1 to 1000000, not %d.", n)

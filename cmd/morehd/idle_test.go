@@ -56,3 +56,45 @@ func TestIdleJobTimeout(t *testing.T) {
 		t.Error("the warning is not logged")
 	}
 }
+
+// TestIdleJobTimeoutPerToken: root's admin/tokens/<n>/idle_job_timeout
+// overrides --idle-job-timeout for the token's jobs, both ways: 2s where the
+// daemon has none resets a sleeping job as idle; off where the daemon has 2s
+// leaves one bound.
+func TestIdleJobTimeoutPerToken(t *testing.T) {
+	for _, c := range []struct {
+		flag, override string
+		reset          bool
+	}{{"0", "2s", true}, {"2s", "off", false}} {
+		d := morehdtest.Start(t, "--gpus", "sim:4x64GB", "--idle-job-timeout", c.flag, "--sample-interval", "100ms")
+		file := d.Path("admin", "tokens", "default", "idle_job_timeout")
+		if got := read(t, file); got != "default\n" {
+			t.Errorf("idle_job_timeout before a write = %q", got)
+		}
+		if err := os.WriteFile(file, []byte(c.override+"\n"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, file); got != c.override+"\n" {
+			t.Errorf("idle_job_timeout after writing %s = %q", c.override, got)
+		}
+		if err := os.Mkdir(d.Path("devices", "Small.64GB"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		sleeper := exec.Command("sleep", "600")
+		if err := sleeper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+		attach(t, d, "2026", sleeper.Process.Pid)
+		bound := func() bool { return read(t, d.Path("devices", "2026", "gpus")) != "" }
+		if c.reset {
+			morehdtest.Eventually(t, 20*time.Second, "the token's 2s resets the sleeping job", func() bool { return !bound() })
+			if !strings.Contains(read(t, d.Path("tokens", "default", "history")), " idle ") {
+				t.Errorf("history lacks the idle reset:\n%s", read(t, d.Path("tokens", "default", "history")))
+			}
+		} else {
+			morehdtest.Throughout(t, 5*time.Second, "the token's off keeps the sleeping job bound past the daemon's 2s", bound)
+		}
+		d.Stop()
+	}
+}

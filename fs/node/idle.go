@@ -15,8 +15,9 @@ import (
 // warned once, at the timeout less min(timeout/4, 5 min), then reset and
 // recorded as idle.
 type idleJobs struct {
-	mu    sync.Mutex
-	state map[uint64]*idleState
+	mu        sync.Mutex
+	state     map[uint64]*idleState
+	overrides map[string]time.Duration // tokens' own timeouts (store.Token.IdleJobTimeout)
 }
 
 type idleState struct {
@@ -29,21 +30,59 @@ type idleState struct {
 // idleWarning is how long before the reset a job is warned.
 func idleWarning(timeout time.Duration) time.Duration { return min(timeout/4, 5*time.Minute) }
 
-// check follows snap for every local job and stops those idle too long.
-func (rt *Runtime) checkIdle(ctx context.Context, snap *gpu.Snapshot, jobs []store.Job) {
-	timeout := rt.cfg.IdleJobTimeout
-	if timeout <= 0 {
+// SetIdleJobTimeout sets token's own idle-job timeout (0: the daemon's;
+// store.IdleNever: off); the supervisor reads it with the jobs it changes.
+func (rt *Runtime) SetIdleJobTimeout(ctx context.Context, token string, d time.Duration) error {
+	defer rt.dirty.Store(true)
+	return rt.reg.SetIdleJobTimeout(ctx, token, d)
+}
+
+// loadIdleOverrides reads the idle-job timeouts of the jobs' tokens, when the
+// supervisor reads the jobs (after a commit), not on every sample.
+func (rt *Runtime) loadIdleOverrides(ctx context.Context, jobs []store.Job) {
+	var tokens []string
+	for _, j := range jobs {
+		tokens = append(tokens, j.Token)
+	}
+	overrides, err := rt.reg.IdleJobTimeouts(ctx, tokens)
+	if err != nil {
+		rt.dirty.Store(true) // read again next round
 		return
 	}
+	rt.idle.mu.Lock()
+	rt.idle.overrides = overrides
+	rt.idle.mu.Unlock()
+}
+
+// timeoutOf is the idle-job timeout of token's jobs; 0 or less is never.
+func (f *idleJobs) timeoutOf(token string, daemon time.Duration) time.Duration {
+	if d, ok := f.overrides[token]; ok {
+		return d
+	}
+	return daemon
+}
+
+// check follows snap for every local job and stops those idle too long.
+func (rt *Runtime) checkIdle(ctx context.Context, snap *gpu.Snapshot, jobs []store.Job) {
 	f := &rt.idle
 	f.mu.Lock()
+	if rt.cfg.IdleJobTimeout <= 0 && len(f.overrides) == 0 {
+		f.mu.Unlock()
+		return
+	}
 	if f.state == nil {
 		f.state = map[uint64]*idleState{}
 	}
 	live := map[uint64]bool{}
 	var warn, stop []store.Job
+	timeouts := map[uint64]time.Duration{}
 	now := time.Now()
 	for _, j := range jobs {
+		timeout := f.timeoutOf(j.Token, rt.cfg.IdleJobTimeout)
+		if timeout <= 0 {
+			continue
+		}
+		timeouts[j.ID] = timeout
 		live[j.ID] = true
 		used, busy, n := rt.jobReading(snap, j)
 		s := f.state[j.ID]
@@ -73,12 +112,14 @@ func (rt *Runtime) checkIdle(ctx context.Context, snap *gpu.Snapshot, jobs []sto
 	f.mu.Unlock()
 
 	for _, j := range warn {
-		why := store.Errorf(store.KindBusy, "Job %d has used its GPUs for nothing (0%% utilisation, memory unchanged): it will be reset in %s unless it works (--idle-job-timeout %s).", j.ID, idleWarning(timeout).Round(time.Second), timeout)
+		timeout := timeouts[j.ID]
+		why := store.Errorf(store.KindBusy, "Job %d has used its GPUs for nothing (0%% utilisation, memory unchanged): it will be reset in %s unless it works (idle-job timeout %s).", j.ID, idleWarning(timeout).Round(time.Second), timeout)
 		rt.reg.Errors.Add(j.Token, store.Caller{}, "idle", jobPath(j), why)
 		rt.cfg.Log.Warn("idle job warned", "job", j.ID, "token", j.Token, "device", j.Device, "reset_in", idleWarning(timeout))
 	}
 	for _, j := range stop {
-		why := store.Errorf(store.KindBusy, "Job %d is reset: its GPUs were idle for %s (--idle-job-timeout).", j.ID, timeout)
+		timeout := timeouts[j.ID]
+		why := store.Errorf(store.KindBusy, "Job %d is reset: its GPUs were idle for %s (idle-job timeout).", j.ID, timeout)
 		rt.reg.Errors.Add(j.Token, store.Caller{}, "idle", jobPath(j), why)
 		rt.cfg.Log.Info("idle job reset", "job", j.ID, "token", j.Token, "device", j.Device, "idle_job_timeout", timeout)
 		rt.running.Go(func() { // the grace runs on without holding up the supervisor

@@ -77,6 +77,7 @@ func (rt *Runtime) Round(ctx context.Context) {
 		}
 	}
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
+		rt.loadIdleOverrides(ctx, jobs)
 		rt.assign(ctx, jobs)
 	} else {
 		rt.dirty.Store(true) // read again next round
