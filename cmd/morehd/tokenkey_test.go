@@ -26,20 +26,27 @@ func bindAs(t *testing.T, d *morehdtest.Daemon, uid int, secret string) string {
 	return string(out)
 }
 
+// addTokenFor opens the way to d's mount for other users' shells and adds
+// the token name, returning its secret.
+func addTokenFor(t *testing.T, d *morehdtest.Daemon, name string) string {
+	t.Helper()
+	for _, dir := range []string{filepath.Dir(filepath.Dir(d.Mount)), filepath.Dir(d.Mount)} {
+		os.Chmod(dir, 0o755)
+	}
+	code, secret, stderr := runMorehd(t, "token", "add", name, "--mount", d.Mount)
+	if code != 0 {
+		t.Fatalf("token add %s: %d %s", name, code, stderr)
+	}
+	return strings.TrimSpace(secret)
+}
+
 // TestTokenKeyLostOrWrong: with tokens, a missing or foreign token.key is
 // refused at start with one line naming the fix and exit 1 (never a new key
 // made in silence), and `morehd token rotate-key` recovers: every token gets
 // a new secret that binds, the old ones stop binding, bound users stay bound.
 func TestTokenKeyLostOrWrong(t *testing.T) {
 	d := morehdtest.Start(t)
-	for _, dir := range []string{filepath.Dir(filepath.Dir(d.Mount)), filepath.Dir(d.Mount)} {
-		os.Chmod(dir, 0o755) // other users' shells reach the mount
-	}
-	code, alice, stderr := runMorehd(t, "token", "add", "alice", "--mount", d.Mount)
-	if code != 0 {
-		t.Fatalf("token add alice: %d %s", code, stderr)
-	}
-	alice = strings.TrimSpace(alice)
+	alice := addTokenFor(t, d, "alice")
 	_, bob, _ := runMorehd(t, "token", "add", "bob", "--mount", d.Mount)
 	bob = strings.TrimSpace(bob)
 	if out := bindAs(t, d, 1001, alice); out != "" {
@@ -120,14 +127,7 @@ func TestTokenRotateKeyOnEtcd(t *testing.T) {
 	}
 	endpoints := strings.Join(etcdtest.Start(t, 1).Endpoints(), ",")
 	d := morehdtest.Start(t, "--store", "etcd", "--etcd-endpoints", endpoints, "--node", "node-a", "--gpus", "sim:2", "--etcd-lease-ttl", "2s")
-	for _, dir := range []string{filepath.Dir(filepath.Dir(d.Mount)), filepath.Dir(d.Mount)} {
-		os.Chmod(dir, 0o755) // other users' shells reach the mount
-	}
-	code, alice, stderr := runMorehd(t, "token", "add", "alice", "--mount", d.Mount)
-	if code != 0 {
-		t.Fatalf("token add alice: %d %s", code, stderr)
-	}
-	alice = strings.TrimSpace(alice)
+	alice := addTokenFor(t, d, "alice")
 	rotate := func() (int, string, string) {
 		return runMorehd(t, "token", "rotate-key", "--store", "etcd", "--etcd-endpoints", endpoints, "--db", d.DB)
 	}
