@@ -36,7 +36,7 @@ type config struct {
 	logFormat   string
 	logLevel    slog.Level
 
-	metricsTokens bool // --metrics-tokens: per-token series over HTTP too
+	metricsTokens bool   // --metrics-tokens: per-token series over HTTP too
 	webConfig     string // --web-config-file: TLS and basic auth for --metrics-addr
 
 	store         string

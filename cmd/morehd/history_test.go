@@ -67,7 +67,9 @@ func TestHistorySurvivesSIGKILL(t *testing.T) {
 	d.Restart()
 	morehdtest.Eventually(t, 10*time.Second, "the job that ended in the dark is recorded", func() bool { return len(historyAt(t, d)) == 2 })
 	after := historyAt(t, d)
-	if !slices.EqualFunc(after[:1], before, func(a, b store.HistoryEntry) bool { return a.Job == b.Job && a.Ended.Equal(b.Ended) && a.Reason == b.Reason }) {
+	if !slices.EqualFunc(after[:1], before, func(a, b store.HistoryEntry) bool {
+		return a.Job == b.Job && a.Ended.Equal(b.Ended) && a.Reason == b.Reason
+	}) {
 		t.Errorf("the entry from before the kill changed: %+v, was %+v", after[0], before[0])
 	}
 	if after[1].Job != 2 || after[1].Device != 2026 || after[1].Reason != store.EndExit {
