@@ -30,7 +30,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("pool", t.renderPool)
 	static("pool.table", t.renderPoolTable)
 	// node_exporter's textfile collector judges staleness by the mtime.
-	metrics := &roFile{t: t, mode: 0o444, render: t.renderMetrics, mtime: t.Node.SampledAt}
+	metrics := &metricsFile{roFile{t: t, mode: 0o444, mtime: t.Node.SampledAt}}
 	r.AddChild("metrics", r.NewPersistentInode(ctx, metrics, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
 	r.AddChild("query-gpu", r.NewPersistentInode(ctx, &queryGPUDir{fixedDir{t: t}}, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	bind := &cmdFile{roFile: roFile{t: t, mode: 0o222}, command: t.bindCaller}

@@ -1,0 +1,98 @@
+package store
+
+import "context"
+
+// Census is what metrics shows of many tokens, from one snapshot and kept
+// small (a few dozen bytes a device), so that a reader can be served from
+// it for as long as it reads, however large the store.
+type Census struct {
+	Tokens  []CensusToken  // by name
+	Devices []CensusDevice // each token's in turn (Tokens[i].Devices of them), by id
+	Jobs    map[uint64]Job // the devices' running jobs, by job id
+	Pool    []PoolEntry    // with pool only; by node and index
+}
+
+// CensusToken is one token's figures.
+type CensusToken struct {
+	Name       string
+	MaxDevices int
+	UnitMillis uint64
+	Devices    int // how many of Census.Devices are its
+}
+
+// CensusDevice is one device's figures.
+type CensusDevice struct {
+	ID    uint64
+	Job   uint64 // 0 when none runs
+	Model Model
+}
+
+// Census reads, in one transaction, the tokens uid may see (every one for
+// root, else its own) with their devices and running jobs, and with pool
+// the pool's GPUs.
+func (r *Registry) Census(ctx context.Context, uid int, pool bool) (Census, error) {
+	var own string
+	if uid != 0 {
+		var err error
+		if own, err = r.CallerToken(ctx, uid); err != nil {
+			return Census{}, err
+		}
+	}
+	var c Census
+	err := r.eng.View(ctx, func(tx Tx) error {
+		c = Census{Jobs: map[uint64]Job{}}
+		if own != "" {
+			t, err := loadToken(tx, own)
+			if err != nil {
+				return err
+			}
+			if err := c.addToken(tx, t); err != nil {
+				return err
+			}
+		} else {
+			err := tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
+				var t Token
+				if err := decodeJSON(bucketTokens, k, v, &t); err != nil {
+					return err
+				}
+				return c.addToken(tx, t)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if !pool {
+			return nil
+		}
+		var err error
+		c.Pool, err = loadPool(tx)
+		return err
+	})
+	return c, ioError(err)
+}
+
+// addToken appends t and its devices, by id as the index keeps them.
+func (c *Census) addToken(tx Tx, t Token) error {
+	ct := CensusToken{Name: t.Name, MaxDevices: t.MaxDevices, UnitMillis: t.UnitMillis}
+	prefix := tokenDevicePrefix(t.Name)
+	err := tx.ForEachPrefix(bucketTokenDevices, prefix, func(k, _ []byte) error {
+		d, err := loadDevice(tx, t.Name, fromU64(k[len(prefix):]))
+		if err != nil {
+			return err
+		}
+		m, ok := LookupModel(d.Model) // the catalogue's strings: nothing kept per device
+		if !ok {
+			m = Model{Name: d.Model} // a model this build does not know: shown by its name
+		}
+		c.Devices = append(c.Devices, CensusDevice{ID: d.ID, Job: d.Job, Model: m})
+		ct.Devices++
+		if d.Job == 0 {
+			return nil
+		}
+		j, err := loadJob(tx, d.Job)
+		c.Jobs[j.ID] = j
+		return err
+	})
+	c.Tokens = append(c.Tokens, ct)
+	return err
+}
