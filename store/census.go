@@ -27,6 +27,15 @@ type CensusDevice struct {
 	Model Model
 }
 
+// censusRecord is the part of a device's record a census keeps: decoding
+// only it skips the times, a walk's most costly fields.
+type censusRecord struct {
+	ID    uint64 `json:"id"`
+	Token string `json:"token"`
+	Model string `json:"model"`
+	Job   uint64 `json:"job"`
+}
+
 // Census reads, in one transaction, the tokens uid may see (every one for
 // root, else its own) with their devices and running jobs, and with pool
 // the pool's GPUs.
@@ -76,9 +85,14 @@ func (c *Census) addToken(tx Tx, t Token) error {
 	ct := CensusToken{Name: t.Name, MaxDevices: t.MaxDevices, UnitMillis: t.UnitMillis}
 	prefix := tokenDevicePrefix(t.Name)
 	err := tx.ForEachPrefix(bucketTokenDevices, prefix, func(k, _ []byte) error {
-		d, err := loadDevice(tx, t.Name, fromU64(k[len(prefix):]))
-		if err != nil {
+		id := fromU64(k[len(prefix):])
+		var d censusRecord
+		found, err := getJSON(tx, bucketDevices, u64(id), &d)
+		switch {
+		case err != nil:
 			return err
+		case !found || d.Token != t.Name:
+			return errorf(KindIO, "The index names device %d of token %s, which the store does not hold.", id, quoteInput(t.Name))
 		}
 		m, ok := LookupModel(d.Model) // the catalogue's strings: nothing kept per device
 		if !ok {
