@@ -24,7 +24,7 @@ type recentEntries struct {
 
 // maxKernelTokens is how many token directories the kernel may keep: many
 // times the tokens that use a node at once.
-const maxKernelTokens = 512
+const maxKernelTokens = 256
 
 func newRecentEntries(max int, forget func(name string)) *recentEntries {
 	return &recentEntries{max: max, forget: forget, order: list.New(), at: map[string]*list.Element{}}

@@ -81,7 +81,7 @@ var metricFamilies = []*metricFamily{
 		}},
 	{name: "moreh_device_memory_total_bytes", help: "Memory of the device's model.", labels: deviceLabels, scope: perDevice,
 		value: func(s *metricsSource, i int, l *[5]string) (float64, bool) {
-			return float64(s.device(i, l).Model.MemoryMiB() * bytesPerMiB), true
+			return float64(s.device(i, l).Model().MemoryMiB() * bytesPerMiB), true
 		}},
 	{name: "moreh_device_memory_used_bytes", help: "Memory used on the device's GPUs of this node.", labels: deviceLabels, scope: perDevice,
 		value: func(s *metricsSource, i int, l *[5]string) (float64, bool) {
@@ -204,7 +204,7 @@ func (s *metricsSource) token(i int, l *[5]string) store.CensusToken {
 
 func (s *metricsSource) device(i int, l *[5]string) store.CensusDevice {
 	d := s.view.Devices[i]
-	l[0], l[1], l[2], l[3] = s.view.Tokens[s.tokenOf[i]].Name, formatUint(d.ID), d.Model.Name, s.node
+	l[0], l[1], l[2], l[3] = s.view.Tokens[s.tokenOf[i]].Name, formatUint(d.ID), d.Model().Name, s.node
 	return d
 }
 

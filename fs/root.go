@@ -41,10 +41,8 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	tokens.recent = newRecentEntries(maxKernelTokens, func(name string) {
 		tokens.NotifyEntry(name) // ENOENT when the kernel had let it go already
 	})
-	if all, err := t.Registry.Tokens(ctx); err == nil {
-		for _, tok := range all {
-			tokens.known[tok.Name] = tok.Number
-		}
+	if known, err := t.Registry.TokenNumbers(ctx); err == nil {
+		tokens.known = known
 	}
 	t.tokens = r.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR})
 	r.AddChild("tokens", t.tokens, false)

@@ -24,7 +24,21 @@ type CensusToken struct {
 type CensusDevice struct {
 	ID    uint64
 	Job   uint64 // 0 when none runs
-	Model Model
+	model *Model // the catalogue's entry: nothing kept per device
+}
+
+// Model is the device's model.
+func (d CensusDevice) Model() Model { return *d.model }
+
+// catalogueModel is the catalogue's entry of a stored model name; a name
+// this build does not know is shown as it is.
+func catalogueModel(name string) *Model {
+	for i := range models {
+		if models[i].Name == name { // stored names are canonical
+			return &models[i]
+		}
+	}
+	return &Model{Name: name}
 }
 
 // censusRecord is the part of a device's record a census keeps: decoding
@@ -94,11 +108,7 @@ func (c *Census) addToken(tx Tx, t Token) error {
 		case !found || d.Token != t.Name:
 			return errorf(KindIO, "The index names device %d of token %s, which the store does not hold.", id, quoteInput(t.Name))
 		}
-		m, ok := LookupModel(d.Model) // the catalogue's strings: nothing kept per device
-		if !ok {
-			m = Model{Name: d.Model} // a model this build does not know: shown by its name
-		}
-		c.Devices = append(c.Devices, CensusDevice{ID: d.ID, Job: d.Job, Model: m})
+		c.Devices = append(c.Devices, CensusDevice{ID: d.ID, Job: d.Job, model: catalogueModel(d.Model)})
 		ct.Devices++
 		if d.Job == 0 {
 			return nil
@@ -109,4 +119,22 @@ func (c *Census) addToken(tx Tx, t Token) error {
 	})
 	c.Tokens = append(c.Tokens, ct)
 	return err
+}
+
+// TokenNumbers maps every token's name to its number, decoding no more of
+// the records: the tree's memory of them while the store fails.
+func (r *Registry) TokenNumbers(ctx context.Context) (map[string]uint64, error) {
+	var numbers map[string]uint64
+	err := r.eng.View(ctx, func(tx Tx) error {
+		numbers = map[string]uint64{}
+		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
+			var t struct {
+				Number uint64 `json:"number"`
+			}
+			err := unmarshalJSON(bucketTokens, k, v, &t)
+			numbers[string(k)] = t.Number
+			return err
+		})
+	})
+	return numbers, ioError(err)
 }

@@ -42,7 +42,7 @@ func (v *MetricsView) Node() string { return v.rt.Node() }
 
 // Usage is a device's figures, as DeviceUsage reads them.
 func (v *MetricsView) Usage(d store.CensusDevice) Usage {
-	u := Usage{TotalMiB: d.Model.MemoryMiB(), Utilization: NoUtilization}
+	u := Usage{TotalMiB: d.Model().MemoryMiB(), Utilization: NoUtilization}
 	job, ok := v.Jobs[d.Job]
 	if d.Job == 0 || !ok {
 		return u
