@@ -72,17 +72,8 @@ func (r *Registry) Census(ctx context.Context, uid int, pool bool) (Census, erro
 			if err := c.addToken(tx, t); err != nil {
 				return err
 			}
-		} else {
-			err := tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
-				var t Token
-				if err := decodeJSON(bucketTokens, k, v, &t); err != nil {
-					return err
-				}
-				return c.addToken(tx, t)
-			})
-			if err != nil {
-				return err
-			}
+		} else if err := c.addAll(tx); err != nil {
+			return err
 		}
 		if !pool {
 			return nil
@@ -92,6 +83,71 @@ func (r *Registry) Census(ctx context.Context, uid int, pool bool) (Census, erro
 		return err
 	})
 	return c, ioError(err)
+}
+
+// addAll adds every token and every device: one walk of each bucket,
+// whatever their size (one range read each on etcd), then the devices put
+// in their tokens' order in place.
+func (c *Census) addAll(tx Tx) error {
+	place := map[string]int32{} // a token's place in Tokens
+	err := tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
+		var t struct {
+			Name       string `json:"name"`
+			MaxDevices int    `json:"max_devices"`
+			UnitMillis uint64 `json:"unit_millis"`
+		}
+		if err := unmarshalJSON(bucketTokens, k, v, &t); err != nil {
+			return err
+		}
+		place[t.Name] = int32(len(c.Tokens))
+		c.Tokens = append(c.Tokens, CensusToken{Name: t.Name, MaxDevices: t.MaxDevices, UnitMillis: t.UnitMillis})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var owner []int32 // each device's token, by id
+	err = tx.ForEachPrefix(bucketDevices, nil, func(k, v []byte) error {
+		var d censusRecord
+		if err := unmarshalJSON(bucketDevices, k, v, &d); err != nil {
+			return err
+		}
+		i, ok := place[d.Token]
+		if !ok {
+			return errorf(KindIO, "Device %d belongs to token %s, which the store does not hold.", d.ID, quoteInput(d.Token))
+		}
+		c.Devices = append(c.Devices, CensusDevice{ID: d.ID, Job: d.Job, model: catalogueModel(d.Model)})
+		owner = append(owner, i)
+		c.Tokens[i].Devices++
+		if d.Job == 0 {
+			return nil
+		}
+		j, err := loadJob(tx, d.Job)
+		c.Jobs[j.ID] = j
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Each device's place: after the devices of the tokens before its own,
+	// in id order among its token's (a counting sort).
+	next := make([]int32, len(c.Tokens))
+	for i, sum := 1, int32(0); i < len(next); i++ {
+		sum += int32(c.Tokens[i-1].Devices)
+		next[i] = sum
+	}
+	to := owner // reused: owner[i] becomes device i's place
+	for i, t := range owner {
+		to[i], next[t] = next[t], next[t]+1
+	}
+	for i := range c.Devices { // the permutation, cycle by cycle, in place
+		for to[i] != int32(i) {
+			j := to[i]
+			c.Devices[i], c.Devices[j] = c.Devices[j], c.Devices[i]
+			to[i], to[j] = to[j], to[i]
+		}
+	}
+	return nil
 }
 
 // addToken appends t and its devices, by id as the index keeps them.
