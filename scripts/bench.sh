@@ -3,10 +3,10 @@
 # medians and of ratios to floors measured in the same run, with the targets
 # of "As fast as the kernel allows" and whether each is met.
 #
-#   sudo scripts/bench.sh               # about 4-5 minutes on 2 cores
+#   sudo scripts/bench.sh               # about 6-7 minutes on 2 cores
 #   COUNT=3 BENCHTIME=0.3s scripts/bench.sh
 #   PROFILE=DIR scripts/bench.sh        # also CPU profiles of the servers, one per benchmark
-#   sudo scripts/bench.sh scale         # the scale section alone (about 4 minutes)
+#   sudo scripts/bench.sh scale         # the scale section alone (about 2 minutes)
 #
 # Floors: tmpfs (the same bytes in a file on /dev/shm: the kernel's floor),
 # go-fuse (the same bytes served from memory by a minimal go-fuse tree of the
