@@ -18,6 +18,7 @@ type testTree struct {
 	dir    string // the mountpoint
 	reg    *store.Registry
 	engine store.Engine
+	tree   *tree
 }
 
 // path joins names below the mountpoint.
@@ -85,7 +86,7 @@ func mountTreeConfig(t *testing.T, opts store.Options, probe gpu.Probe, configur
 	if configure != nil {
 		configure(&cfg)
 	}
-	server, err := Mount(dir, cfg)
+	server, tree, err := mount(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func mountTreeConfig(t *testing.T, opts store.Options, probe gpu.Probe, configur
 		rt.Wait()
 		eng.Close()
 	})
-	return &testTree{dir: dir, reg: reg, engine: eng}
+	return &testTree{dir: dir, reg: reg, engine: eng, tree: tree}
 }
 
 // testWriter sends the daemon's log to the test's log.

@@ -30,7 +30,7 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("pool", t.renderPool)
 	static("pool.table", t.renderPoolTable)
 	// node_exporter's textfile collector judges staleness by the mtime.
-	metrics := &roFile{t: t, mode: 0o444, render: t.renderMetrics, mtime: t.Node.SampledAt}
+	metrics := &metricsFile{roFile{t: t, mode: 0o444, mtime: t.Node.SampledAt}}
 	r.AddChild("metrics", r.NewPersistentInode(ctx, metrics, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
 	r.AddChild("query-gpu", r.NewPersistentInode(ctx, &queryGPUDir{fixedDir{t: t}}, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	bind := &cmdFile{roFile: roFile{t: t, mode: 0o222}, command: t.bindCaller}
@@ -38,10 +38,11 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	admin := &adminDir{rootOnlyDir{fixedDir{t: t}}}
 	r.AddChild("admin", r.NewPersistentInode(ctx, admin, fusefs.StableAttr{Mode: fuse.S_IFDIR}), false)
 	tokens := &tokensDir{fixedDir: fixedDir{t: t}, known: map[string]uint64{}}
-	if all, err := t.Registry.Tokens(ctx); err == nil {
-		for _, tok := range all {
-			tokens.known[tok.Name] = tok.Number
-		}
+	tokens.recent = newRecentEntries(maxKernelTokens, func(name string) {
+		tokens.NotifyEntry(name) // ENOENT when the kernel had let it go already
+	})
+	if known, err := t.Registry.TokenNumbers(ctx); err == nil {
+		tokens.known = known
 	}
 	t.tokens = r.NewPersistentInode(ctx, tokens, fusefs.StableAttr{Mode: fuse.S_IFDIR})
 	r.AddChild("tokens", t.tokens, false)
@@ -111,8 +112,9 @@ func (l *callerLink) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fus
 // tokensDir is /moreh/tokens: one directory per token.
 type tokensDir struct {
 	fixedDir
-	mu    sync.Mutex
-	known map[string]uint64 // token name → number, so errors stay readable while the store fails
+	mu     sync.Mutex
+	known  map[string]uint64 // token name → number, so errors stay readable while the store fails
+	recent *recentEntries    // the token directories the kernel may keep
 }
 
 var _ = (fusefs.NodeLookuper)((*tokensDir)(nil))
@@ -128,6 +130,7 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if errno != 0 {
 		return nil, errno
 	}
+	d.recent.touch(name)
 	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
 	out.SetAttrTimeout(d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr))
 	out.SetEntryTimeout(staticTimeout) // a revoke drops it at once (adminTokensDir.Rmdir)

@@ -47,6 +47,12 @@ const staticTimeout = time.Second
 
 // Mount serves the tree on dir and returns once the kernel answers on it.
 func Mount(dir string, cfg Config) (*fuse.Server, error) {
+	server, _, err := mount(dir, cfg)
+	return server, err
+}
+
+// mount is Mount, also returning the tree (for tests).
+func mount(dir string, cfg Config) (*fuse.Server, *tree, error) {
 	cfg = cfg.withDefaults()
 	t := newTree(cfg)
 	opts := &fusefs.Options{
@@ -69,15 +75,15 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 	}
 	server, err := fusefs.Mount(dir, &rootDir{fixedDir: fixedDir{t: t}}, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t.Registry.OnOwnerChange(t.ownersChanged)
 	go func() { server.Wait(); t.rejects.close() }()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
-		return nil, err
+		return nil, nil, err
 	}
-	return server, nil
+	return server, t, nil
 }
 
 func newTree(cfg Config) *tree {

@@ -3,9 +3,10 @@
 # medians and of ratios to floors measured in the same run, with the targets
 # of "As fast as the kernel allows" and whether each is met.
 #
-#   sudo scripts/bench.sh               # about 4-5 minutes on 2 cores
+#   sudo scripts/bench.sh               # about 6-7 minutes on 2 cores
 #   COUNT=3 BENCHTIME=0.3s scripts/bench.sh
 #   PROFILE=DIR scripts/bench.sh        # also CPU profiles of the servers, one per benchmark
+#   sudo scripts/bench.sh scale         # the scale section alone (about 2 minutes)
 #
 # Floors: tmpfs (the same bytes in a file on /dev/shm: the kernel's floor),
 # go-fuse (the same bytes served from memory by a minimal go-fuse tree of the
@@ -13,6 +14,13 @@
 # commit of a device creation's size, on the disk that holds the store) and
 # the creation floor (a minimal go-fuse tree whose mkdir and rmdir each make
 # one shared bbolt commit: what FUSE and the disk allow creators here).
+#
+# The scale section (also at the end of a whole run) fills stores of 1k,
+# 10k and 100k devices over 100, 2k and 20k tokens (cmd/moreh-fill) and runs
+# morehd over each (BenchmarkScale): start-to-ready, idle CPU over 10 s,
+# RssAnon and VmRSS after a walk of every token's devices/ and a root read
+# of metrics, and the median of each operation, with the 100k/1k ratios.
+# SCALE_COUNT=N runs each size N times (medians); SCALE_SIZES=1k,10k picks.
 #
 # Exit status: 0 when everything ran, whether or not the targets are met
 # (the table says); 1 when a benchmark failed to run or to report; 2 usage.
@@ -26,10 +34,16 @@ rss_count=${RSS_COUNT:-3} # runs of the daemon RSS benchmark (a 10k walk each)
 keep=${KEEP:-}            # a directory to keep the raw go test output in
 profile=${PROFILE:-}      # a directory for CPU profiles of the servers (go tool pprof)
 
-if [ $# -gt 0 ]; then
-	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0" >&2
+scale_count=${SCALE_COUNT:-1}
+mode=all
+case "${1:-}" in
+"") ;;
+scale) mode=scale ;;
+*)
+	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [SCALE_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0 [scale]" >&2
 	exit 2
-fi
+	;;
+esac
 if [ "$(id -u)" != 0 ]; then
 	echo "scripts/bench.sh: the benchmarks mount FUSE with mount(2) and need root (try: sudo $0)" >&2
 	exit 1
@@ -67,10 +81,13 @@ bench() {
 	printf '  (%ds)\n' $((SECONDS - start)) >&2
 }
 
-bench fs ./fs/ '^Benchmark(Read|Create|Switch|List|SMI)$' "$benchtime" "$count"
-bench req ./fs/ '^BenchmarkRequests$' 1x 1
-bench store ./store/ '^BenchmarkStore' "$benchtime" "$count"
-bench rss ./cmd/morehd/ '^BenchmarkDaemonRSS$' 1x "$rss_count"
+if [ "$mode" = all ]; then
+	bench fs ./fs/ '^Benchmark(Read|Create|Switch|List|SMI)$' "$benchtime" "$count"
+	bench req ./fs/ '^BenchmarkRequests$' 1x 1
+	bench store ./store/ '^BenchmarkStore' "$benchtime" "$count"
+	bench rss ./cmd/morehd/ '^BenchmarkDaemonRSS$' 1x "$rss_count"
+fi
+bench scale ./cmd/morehd/ '^BenchmarkScale$' 1x "$scale_count"
 [ -z "$keep" ] || { mkdir -p "$keep" && cp "$raw"/*.txt "$keep"/; }
 
 # Medians: one "name unit median runs" line per benchmark and unit, the name
@@ -111,6 +128,86 @@ get() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 # le A B: whether A <= B.
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+result() { # result COND: PASS or MISS
+	if "$@"; then echo PASS; else echo MISS; fi
+}
+
+# scale_section: the growth table of BenchmarkScale and its targets.
+scale_section() {
+	local sizes=() z rows=() unit label cells a b r
+	for z in 1k 10k 100k; do
+		[ -n "${med["BenchmarkScale/$z devices"]:-}" ] && sizes+=("$z")
+	done
+	[ ${#sizes[@]} -gt 0 ] || { echo "scripts/bench.sh: no result of BenchmarkScale" >&2; : >"$raw/missing"; return; }
+	local first=${sizes[0]} last=${sizes[-1]}
+	local header="measure" ; for z in "${sizes[@]}"; do header+=$'\t'$z; done
+	header+=$'\t'"$last/$first"$'\t'target$'\t'result
+	local targets=()
+	# A per-token operation: its medians and the ratio, at most 1.2.
+	for unit in current status ls mkdir rmdir switch attach pool; do
+		case $unit in
+		current) label="read current" ;; status) label="read status" ;; ls) label="ls devices" ;;
+		*) label=$unit ;;
+		esac
+		cells="$label µs"
+		for z in "${sizes[@]}"; do cells+=$'\t'$(get "BenchmarkScale/$z" "$unit-µs"); done
+		r=$(ratio "$(get "BenchmarkScale/$last" "$unit-µs")" "$(get "BenchmarkScale/$first" "$unit-µs")")
+		res=$(result le "$r" 1.2)
+		rows+=("$cells"$'\t'"$r"$'\t'"<= 1.2"$'\t'"$res")
+		targets+=("$label: ${r}x from $first to $last (<= 1.2) $res")
+	done
+	# Bulk: metrics, whole and per device.
+	cells="metrics ms"; local per=()
+	for z in "${sizes[@]}"; do
+		a=$(get "BenchmarkScale/$z" metrics-µs)
+		cells+=$'\t'$(awk -v a="$a" 'BEGIN { printf "%.1f", a / 1000 }')
+		per+=("$(awk -v a="$a" -v n="$(get "BenchmarkScale/$z" devices)" 'BEGIN { printf "%.2f", a / n }')")
+	done
+	rows+=("$cells"$'\t'$'\t'$'\t')
+	cells="metrics µs/device"; for a in "${per[@]}"; do cells+=$'\t'$a; done
+	if [ ${#per[@]} -ge 2 ]; then
+		r=$(ratio "${per[-1]}" "${per[-2]}")
+		res=$(result le "$r" 1.2)
+		rows+=("$cells"$'\t'"${r} (${sizes[-1]}/${sizes[-2]})"$'\t'"<= 1.2 (${sizes[-1]}/${sizes[-2]})"$'\t'"$res")
+		targets+=("metrics per device: ${r}x from ${sizes[-2]} to $last (<= 1.2) $res")
+	fi
+	cells="metrics MiB"; for z in "${sizes[@]}"; do cells+=$'\t'$(get "BenchmarkScale/$z" metrics-MiB); done
+	rows+=("$cells"$'\t'$'\t'$'\t')
+	# The daemon: ready, memory, idle CPU.
+	cells="start to ready ms"; for z in "${sizes[@]}"; do cells+=$'\t'$(get "BenchmarkScale/$z" ready-ms); done
+	rows+=("$cells"$'\t'"$(ratio "$(get "BenchmarkScale/$last" ready-ms)" "$(get "BenchmarkScale/$first" ready-ms)")"$'\t'$'\t')
+	cells="RssAnon MiB"; for z in "${sizes[@]}"; do cells+=$'\t'$(get "BenchmarkScale/$z" anon-MiB); done
+	a=$(get "BenchmarkScale/$last" anon-MiB) b=$(get "BenchmarkScale/$first" anon-MiB)
+	r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f MiB", a - b }')
+	res=$(result awk -v a="$a" -v b="$b" 'BEGIN { exit !(a - b <= 32) }')
+	rows+=("$cells"$'\t'"$r"$'\t'"<= +32 MiB"$'\t'"$res")
+	targets+=("RssAnon after the walk and metrics: $r from $first to $last (<= +32 MiB) $res")
+	cells="VmRSS MiB (with bbolt's file pages)"; for z in "${sizes[@]}"; do cells+=$'\t'$(get "BenchmarkScale/$z" rss-MiB); done
+	rows+=("$cells"$'\t'$'\t'$'\t')
+	cells="idle CPU %"; for z in "${sizes[@]}"; do cells+=$'\t'$(get "BenchmarkScale/$z" idle-cpu-%); done
+	a=$(get "BenchmarkScale/$last" idle-cpu-%) b=$(get "BenchmarkScale/$first" idle-cpu-%)
+	r=$(ratio "$a" "$b")
+	# One clock tick over the 10 s is 0.1%: a difference within it is none.
+	res=$(result awk -v a="$a" -v b="$b" 'BEGIN { exit !(a <= 1.2 * b || a - b <= 0.1) }')
+	rows+=("$cells"$'\t'"$r"$'\t'"<= 1.2 (or one tick, 0.1%)"$'\t'"$res")
+	targets+=("idle CPU: $a% at $last, $b% at $first (<= 1.2x, or within the 0.1% a clock tick measures) $res")
+	echo "scale: devices over tokens 1k/100, 10k/2k, 100k/20k, ten a token; medians of $scale_count run(s) of BenchmarkScale"
+	{
+		printf '%s\n' "$header"
+		printf '%s\n' "${rows[@]}"
+	} | column -t -s $'\t'
+	echo
+	echo "scale targets:"
+	printf '  %s\n' "${targets[@]}"
+}
+
+if [ "$mode" = scale ]; then
+	scale_section
+	[ ! -e "$raw/missing" ] || exit 1
+	echo "(one run on $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); go test output: KEEP=DIR $0 scale)"
+	exit 0
+fi
+
 # reqs OP/ROOT: FUSE requests per operation (BenchmarkRequests), on the
 # go-fuse floor and the tree10k only.
 reqs() {
@@ -128,9 +225,6 @@ row() {
 	local cells=() c
 	for c in "$@"; do cells+=("${c:--}"); done
 	rows+=("$(IFS=$'\t'; echo "${cells[*]}")")
-}
-result() { # result COND: PASS or MISS
-	if "$@"; then echo PASS; else echo MISS; fi
 }
 
 # Reads: each file on both floors and on the tree, 1 token and 10k devices.
@@ -225,6 +319,9 @@ printf 'morehd RSS with 10,000 devices: %s MiB at start, %s MiB after walking ev
 echo
 echo "targets (medians of $count runs, $rss_count for memory; ratios to floors of the same run):"
 printf '  %s\n' "${targets[@]}"
+echo
+scale_section
+[ ! -e "$raw/missing" ] || exit 1
 if [ -n "$profile" ]; then
 	echo
 	echo "where the daemon's CPU goes with 16 creators ($profile/BenchmarkCreate_16creators.pprof; every benchmark has one):"

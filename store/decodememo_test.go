@@ -3,6 +3,7 @@ package store
 import (
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -139,5 +140,27 @@ func TestGetsWhileIterating(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDecodeMemoIsBounded: decoding many more distinct records than the
+// memo has slots leaves it at its fixed size, and every decoding right,
+// also of a record whose slot was taken meanwhile.
+func TestDecodeMemoIsBounded(t *testing.T) {
+	m := newDecodeMemo(func(d Device) Device { return d })
+	raw := func(id int) []byte { return []byte(`{"id":` + strconv.Itoa(id) + `,"token":"t","model":"Small.64GB"}`) }
+	for round := range 2 {
+		for id := 1; id <= 3*decodeMemoSlots; id++ {
+			var d Device
+			if err := m.decode(bucketDevices, u64(uint64(id)), raw(id), &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.ID != uint64(id) || d.Token != "t" || d.Model != "Small.64GB" {
+				t.Fatalf("round %d: decoding of device %d = %+v", round, id, d)
+			}
+		}
+	}
+	if n := m.held(); n > decodeMemoSlots || n < decodeMemoSlots/2 {
+		t.Errorf("memo holds %d records, want at most its %d slots (and most of them used)", n, decodeMemoSlots)
 	}
 }

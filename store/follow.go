@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 	for batch := range w.watchChanges(ctx) {
 		r.remoteChanges.Add(1)
 		var names []string
+		var devices []uint64
 		everything := batch == nil
 		for _, c := range batch {
 			switch c.bucket {
@@ -38,6 +40,14 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 				names = append(names, c.key)
 			case string(bucketSecrets):
 				everything = true // the count of tokens with a secret may have changed
+			case string(bucketDevices):
+				if len(c.key) == 8 {
+					devices = append(devices, fromU64([]byte(c.key)))
+				}
+			case string(bucketTokenDevices): // a device made or removed: the token's list changed
+				if token, _, ok := strings.Cut(c.key, "\x00"); ok {
+					names = append(names, token)
+				}
 			}
 		}
 		if everything {
@@ -45,8 +55,27 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 		} else if len(names) > 0 {
 			r.refreshOwners(ctx, names...)
 		}
+		if hook := r.remoteHook.Load(); hook != nil && (everything || len(names) > 0 || len(devices) > 0) {
+			slices.Sort(names)
+			(*hook)(RemoteChange{Tokens: slices.Compact(names), Devices: devices, Everything: batch == nil})
+		}
 	}
 }
+
+// RemoteChange is what one batch of other nodes' commits changed: the
+// tokens whose record or device list changed and the devices whose record
+// did; Everything after the watch restarted (changes may have been missed).
+type RemoteChange struct {
+	Tokens     []string
+	Devices    []uint64
+	Everything bool
+}
+
+// OnRemoteChange sets fn to be called, from FollowOthers, after each batch
+// of other nodes' commits that touched tokens or devices (and after the
+// registry's own memory of owners follows it), never under its locks: what
+// the tree caches of them is to be dropped.
+func (r *Registry) OnRemoteChange(fn func(RemoteChange)) { r.remoteHook.Store(&fn) }
 
 // RemoteChanges counts the batches of other writers' changes seen so far:
 // while it stands still, what this node last read of jobs and the pool holds.

@@ -372,10 +372,12 @@ func (r *Registry) endJob(tx Tx, id uint64, reason EndReason) error {
 }
 
 // RemoveIdle removes every device that has had no job since before cutoff.
-func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) ([]Device, error) {
-	var removed []Device
-	err := r.eng.Update(ctx, func(tx Tx) error {
-		removed = nil
+// oldest is the earliest idle time of the jobless devices it leaves (zero
+// when none): until cutoff passes it, no device is due, since a device
+// turns idle only later (created, or its job ended).
+func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) (removed []Device, oldest time.Time, err error) {
+	err = r.eng.Update(ctx, func(tx Tx) error {
+		removed, oldest = nil, time.Time{}
 		var stale []Device
 		err := tx.ForEachPrefix(bucketDevices, nil, func(k, v []byte) error {
 			var d Device
@@ -386,8 +388,12 @@ func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) ([]Device, 
 			if idle.IsZero() {
 				idle = d.Created // a device stored before jobs existed
 			}
-			if d.Job == 0 && idle.Before(cutoff) {
+			switch {
+			case d.Job != 0:
+			case idle.Before(cutoff):
 				stale = append(stale, d)
+			case oldest.IsZero() || idle.Before(oldest):
+				oldest = idle
 			}
 			return nil
 		})
@@ -402,7 +408,7 @@ func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) ([]Device, 
 		}
 		return nil
 	})
-	return removed, ioError(err)
+	return removed, oldest, ioError(err)
 }
 
 // DeviceBinding returns device id of token, its running job (the zero Job

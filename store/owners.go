@@ -114,9 +114,10 @@ func (r *Registry) noteOwners(seen map[string]Owner, gone []string, complete boo
 // RefreshTokens reads every token: how many have a secret of their own
 // (none: every caller shares the default token) and who owns each.
 func (r *Registry) RefreshTokens(ctx context.Context) error {
-	var all []Token
+	var owners []namedOwner // the rule needs the count first: keep what it reads, not whole tokens
 	var secrets int64
 	err := r.eng.View(ctx, func(tx Tx) error {
+		owners, secrets = owners[:0], 0
 		return tx.ForEachPrefix(bucketTokens, nil, func(k, v []byte) error {
 			var t Token
 			if err := decodeJSON(bucketTokens, k, v, &t); err != nil {
@@ -125,7 +126,7 @@ func (r *Registry) RefreshTokens(ctx context.Context) error {
 			if len(t.Nonce) > 0 {
 				secrets++
 			}
-			all = append(all, t)
+			owners = append(owners, namedOwner{t.Name, ownerOf(t, true)})
 			return nil
 		})
 	})
@@ -134,12 +135,21 @@ func (r *Registry) RefreshTokens(ctx context.Context) error {
 	}
 	r.secretTokens.Store(secrets)
 	enabled := r.tokensEnabled()
-	seen := make(map[string]Owner, len(all))
-	for _, t := range all {
-		seen[t.Name] = ownerOf(t, enabled)
+	seen := make(map[string]Owner, len(owners))
+	for _, o := range owners {
+		if !enabled {
+			o.owner = ownerOf(Token{}, false)
+		}
+		seen[o.name] = o.owner
 	}
 	r.noteOwners(seen, nil, true)
 	return nil
+}
+
+// namedOwner is a token's owner while tokens are on.
+type namedOwner struct {
+	name  string
+	owner Owner
 }
 
 // refreshOwners reads the named tokens after a change to them; a failure

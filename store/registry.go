@@ -33,6 +33,7 @@ type Registry struct {
 	owners        owners                                      // each token's Owner, to tell the tree which changed
 	figures       atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
 	remoteChanges atomic.Uint64                               // FollowOthers's batches
+	remoteHook    atomic.Pointer[func(RemoteChange)]          // OnRemoteChange
 	binds         bindThrottle                                // who may try a secret again, and when
 }
 

@@ -54,12 +54,12 @@ type Runtime struct {
 	idle     idleJobs                    // how long each local job did nothing
 	dirty    atomic.Bool                 // this runtime wrote jobs: the supervisor reads them again
 	// The supervisor's own: what it saw last.
-	seenRemote    uint64
-	idleCheckedAt time.Time
-	running       sync.WaitGroup
-	cg            *jobGroups    // nil: jobs are supervised through /proc
-	stopped       chan struct{} // closed once Start's context ends
-	rounds        atomic.Uint64 // supervisor rounds so far
+	seenRemote uint64
+	idleDue    time.Time // when the idle-device check is next due
+	running    sync.WaitGroup
+	cg         *jobGroups    // nil: jobs are supervised through /proc
+	stopped    chan struct{} // closed once Start's context ends
+	rounds     atomic.Uint64 // supervisor rounds so far
 }
 
 // New prepares the runtime; Start begins its background work.

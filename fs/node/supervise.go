@@ -66,11 +66,17 @@ func (rt *Runtime) Round(ctx context.Context) {
 	for _, j := range ended {
 		log.Info("job ended; GPUs released", "job", j.ID, "token", j.Token, "device", j.Device, "gpus", len(j.GPUs))
 	}
-	if rt.cfg.IdleTimeout > 0 {
-		rt.idleCheckedAt = time.Now()
-		removed, err := rt.reg.RemoveIdle(ctx, time.Now().Add(-rt.cfg.IdleTimeout))
+	if rt.idleDevicesDue() {
+		now := time.Now()
+		removed, oldest, err := rt.reg.RemoveIdle(ctx, now.Add(-rt.cfg.IdleTimeout))
+		// The next device due is the oldest one left, or one idle from now on.
+		rt.idleDue = now.Add(rt.cfg.IdleTimeout)
+		if !oldest.IsZero() && oldest.Add(rt.cfg.IdleTimeout).Before(rt.idleDue) {
+			rt.idleDue = oldest.Add(rt.cfg.IdleTimeout)
+		}
 		if err != nil && ctx.Err() == nil {
 			log.Error("removing idle devices", "err", err)
+			rt.idleDue = now.Add(time.Second) // try again
 		}
 		for _, d := range removed {
 			log.Info("idle device removed", "token", d.Token, "id", d.ID, "idle_timeout", rt.cfg.IdleTimeout)
@@ -110,10 +116,11 @@ func (rt *Runtime) procsChanged(jobs []store.Job) bool {
 	return slices.ContainsFunc(pt.Descendants(all), func(p store.Proc) bool { return !held[p] })
 }
 
-// idleDevicesDue says when the idle-device check, which needs the store,
-// runs again: once a second at most.
+// idleDevicesDue says when the idle-device check, which reads every
+// device, runs again: when the oldest idle device it left is due, never on
+// a tick.
 func (rt *Runtime) idleDevicesDue() bool {
-	return rt.cfg.IdleTimeout > 0 && time.Since(rt.idleCheckedAt) >= min(time.Second, rt.cfg.IdleTimeout/4)
+	return rt.cfg.IdleTimeout > 0 && !time.Now().Before(rt.idleDue)
 }
 
 // assign tells a probe that cannot see processes by itself (the sim) which
