@@ -42,9 +42,15 @@ func (rt *Runtime) SetIdleJobTimeout(ctx context.Context, token string, d time.D
 func (rt *Runtime) loadIdleOverrides(ctx context.Context, jobs []store.Job) {
 	var tokens []string
 	for _, j := range jobs {
-		tokens = append(tokens, j.Token)
+		if j.Node == rt.Node() || j.Node == "" {
+			tokens = append(tokens, j.Token)
+		}
 	}
-	overrides, err := rt.reg.IdleJobTimeouts(ctx, tokens)
+	overrides := map[string]time.Duration{}
+	var err error
+	if len(tokens) > 0 { // no transaction for a node without jobs
+		overrides, err = rt.reg.IdleJobTimeouts(ctx, tokens)
+	}
 	if err != nil {
 		rt.dirty.Store(true) // read again next round
 		return
