@@ -24,14 +24,14 @@ type changedKey struct{ bucket, key string }
 // engine's watch, until ctx ends. An engine no one else writes (bbolt)
 // needs none: it returns at once.
 func (r *Registry) FollowOthers(ctx context.Context) {
-	w, ok := r.eng.(changeWatcher)
+	w, ok := baseEngine(r.eng).(changeWatcher)
 	if !ok {
 		return
 	}
 	for batch := range w.watchChanges(ctx) {
 		r.remoteChanges.Add(1)
 		var names []string
-		everything := batch == nil
+		everything, jobs := batch == nil, false
 		for _, c := range batch {
 			switch c.bucket {
 			case string(bucketTokens):
@@ -39,6 +39,13 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 			case string(bucketSecrets):
 				everything = true // the count of tokens with a secret may have changed
 			}
+			switch c.bucket {
+			case string(bucketJobs), string(bucketQueue), string(bucketDevices), string(bucketTokens), string(bucketGPUs):
+				jobs = true
+			}
+		}
+		if jobs || batch == nil {
+			r.jobsChanged.fire() // another node's end, start or queueing: waiters look again
 		}
 		if everything {
 			r.RefreshTokens(ctx)

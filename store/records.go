@@ -16,6 +16,9 @@ type Token struct {
 	Nonce      []byte `json:"nonce"`       // with the node key, derives the secret (see secrets.go)
 	UIDs       []int  `json:"uids"`        // the users bound to it
 	UnitMillis uint64 `json:"unit_millis"` // GPU units × milliseconds its ended jobs held
+	Priority   int    `json:"priority,omitempty"`  // queue order: higher first (MinPriority…MaxPriority)
+	Shared     bool   `json:"shared,omitempty"`    // a process attached to a busy device joins its job rather than wait
+	MaxUnits   int    `json:"max_units,omitempty"` // the most GPU units its running jobs hold at once; 0: no quota
 }
 
 // Device is one virtual accelerator of a token.
@@ -56,6 +59,12 @@ type Job struct {
 	GPUs    []string  `json:"gpus"` // UUIDs, bound for as long as the job runs
 	Started time.Time `json:"started"`
 	Ending  EndReason `json:"ending,omitempty"` // why it is being stopped (a reset under way), for its history
+	// Waiting says the job is in the queue: it holds no GPU, and its
+	// processes may open none, until the scheduler starts it.
+	Waiting  bool      `json:"waiting,omitempty"`
+	Queued   time.Time `json:"queued,omitzero"`   // when it began to wait; zero when it started at once
+	Priority int       `json:"priority,omitempty"` // its token's priority when it was queued: its place
+	Units    int       `json:"units,omitempty"`    // the units of its model when it started: what its quota counts
 }
 
 // ModelInfo returns the catalogue entry of the device's model.
