@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -122,7 +123,7 @@ type adminTokenDir struct {
 	number uint64
 }
 
-var adminTokenEntries = []string{"max_devices", "secret", "uids"}
+var adminTokenEntries = []string{"max_devices", "secret", "uids", "priority", "shared", "max_units"}
 
 var _ = (fusefs.NodeLookuper)((*adminTokenDir)(nil))
 
@@ -143,11 +144,72 @@ func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	case "uids":
 		k = 11
 		node = &roFile{t: t, mode: mode, render: d.renderUIDs}
+	case "priority", "shared", "max_units":
+		mode, k = 0o600, adminInoQueue+uint64(slices.Index(adminTokenEntries, name))
+		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderSched(name)}, command: d.setSched(name)}
 	default:
 		return nil, syscall.ENOENT
 	}
 	out.SetAttrTimeout(d.t.setAttr(ctx, "", fuse.S_IFREG|mode, &out.Attr))
-	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: tokenIno(d.number, k)}), 0
+	ino := tokenIno(d.number, k)
+	if k >= adminInoQueue {
+		ino = adminIno(d.number, k-adminInoQueue)
+	}
+	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: ino}), 0
+}
+
+// The scheduling files take inode numbers of their own (the token's 16 are
+// spoken for): adminIno(number, index in adminTokenEntries).
+const (
+	adminInoBase  = 3 << 56
+	adminInoQueue = 1 << 8 // marks k as such an index
+)
+
+func adminIno(number uint64, k uint64) uint64 { return adminInoBase | number<<4 | k }
+
+// renderSched shows a scheduling file: priority, shared (0/1), max_units (N or none).
+func (d *adminTokenDir) renderSched(name string) renderFunc {
+	return func(ctx context.Context) ([]byte, error) {
+		tok, err := d.t.Registry.Token(ctx, d.token)
+		if err != nil {
+			return nil, err
+		}
+		switch name {
+		case "priority":
+			return []byte(strconv.Itoa(tok.Priority) + "\n"), nil
+		case "shared":
+			if tok.Shared {
+				return []byte("1\n"), nil
+			}
+			return []byte("0\n"), nil
+		}
+		return []byte(store.FormatMaxUnits(tok.MaxUnits) + "\n"), nil
+	}
+}
+
+// setSched is a write to a scheduling file, parsed with one spelling per value.
+func (d *adminTokenDir) setSched(name string) commandFunc {
+	return func(ctx context.Context, command string) error {
+		switch name {
+		case "priority":
+			p, err := store.ParsePriority(command)
+			if err != nil {
+				return err
+			}
+			return d.t.Registry.SetPriority(ctx, d.token, p)
+		case "shared":
+			shared, err := store.ParseShared(command)
+			if err != nil {
+				return err
+			}
+			return d.t.Registry.SetShared(ctx, d.token, shared)
+		}
+		n, err := store.ParseMaxUnits(command)
+		if err != nil {
+			return err
+		}
+		return d.t.Registry.SetMaxUnits(ctx, d.token, n)
+	}
 }
 
 var _ = (fusefs.NodeReaddirer)((*adminTokenDir)(nil))

@@ -33,17 +33,25 @@ func (rt *Runtime) Attach(ctx context.Context, caller Caller, token string, id u
 		return store.Job{}, err
 	}
 	proc := store.Proc{PID: pid, Start: info.Start}
+	jobs, err := rt.reg.Jobs(ctx)
+	if err != nil {
+		return store.Job{}, err
+	}
+	member := rt.memberOf(pid, jobs) // a child of a job's process stays in its job
 	var job store.Job
 	if rt.cg != nil {
-		job, err = rt.attachContained(ctx, token, id, proc)
+		job, err = rt.attachContained(ctx, token, id, proc, member)
 	} else {
-		job, err = rt.reg.Attach(ctx, token, id, proc)
+		job, err = rt.reg.AttachMember(ctx, token, id, proc, member, false)
 	}
 	if err != nil {
 		return job, err
 	}
 	rt.noteJob(job)
-	rt.cfg.Log.Info("process attached", "token", token, "device", id, "job", job.ID, "pid", pid, "gpus", len(job.GPUs))
+	if job.Waiting {
+		rt.queue.add(job.ID) // the follower frees it once the store starts it
+	}
+	rt.cfg.Log.Info("process attached", "token", token, "device", id, "job", job.ID, "pid", pid, "gpus", len(job.GPUs), "waiting", job.Waiting)
 	rt.sampler.Kick()
 	return job, nil
 }
