@@ -36,6 +36,8 @@ var (
 	descGPUBound = prometheus.NewDesc("moreh_gpu_bound", "1 while the GPU is bound to a device's job.", boundLabels, nil)
 	descUnits    = prometheus.NewDesc("moreh_pool_units", "64 GB units of this node's GPUs.", []string{"node"}, nil)
 	descFree     = prometheus.NewDesc("moreh_pool_units_free", "64 GB units of this node's GPUs not bound to a job.", []string{"node"}, nil)
+	descQueueLen = prometheus.NewDesc("moreh_queue_length", "Jobs waiting in the queue (the whole pool's).", nil, nil)
+	descHeadWait = prometheus.NewDesc("moreh_queue_head_wait_seconds", "How long the first job of the queue has waited; 0 when none waits.", nil, nil)
 )
 
 // treeCollector reads one snapshot per scrape: the figures of tokens and,
@@ -56,7 +58,7 @@ const bytesPerMiB = 1 << 20
 // has depends on the moment (utilisation only while a job runs).
 func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDevUsed, descDevTotal, descDevUtil, descDevJob, descTokDev, descTokMax, descTokUsed,
-		descFBUsed, descFBFree, descGPUUtil, descGPUBound, descUnits, descFree} {
+		descFBUsed, descFBFree, descGPUUtil, descGPUBound, descUnits, descFree, descQueueLen, descHeadWait} {
 		ch <- d
 	}
 }
@@ -125,6 +127,17 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descUnits, float64(total), node)
 	gauge(descFree, float64(unbound), node)
+	queue, err := c.t.Node.Queue(c.ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descQueueLen, err)
+		return
+	}
+	headWait := 0.0
+	if len(queue) > 0 {
+		headWait = max(0, c.t.Now().Sub(queue[0].Job.Queued).Seconds())
+	}
+	gauge(descQueueLen, float64(len(queue)))
+	gauge(descHeadWait, headWait)
 }
 
 // renderMetrics is /moreh/metrics: root sees every token and the pool;

@@ -3,6 +3,7 @@ package fs
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -95,6 +96,17 @@ func TestQueueWaitsAndStartsPython(t *testing.T) {
 	}
 	if got := readFile(t, tt.path("devices", second, "gpus")); got != "" {
 		t.Errorf("a waiting job's device has GPUs %q", got)
+	}
+	var st statusJSON
+	if err := json.Unmarshal([]byte(readFile(t, tt.path("devices", second, "status.json"))), &st); err != nil || len(st.Devices) != 1 || st.Devices[0].State != "waiting" {
+		t.Errorf("status.json of the waiting device = %+v, %v; want state waiting", st.Devices, err)
+	}
+	if table := readFile(t, tt.path("devices", second, "status")); !strings.Contains(table, "|  waiting ") {
+		t.Errorf("the device table does not show the wait:\n%s", table)
+	}
+	metrics := readFile(t, tt.path("metrics"))
+	if !strings.Contains(metrics, "\nmoreh_queue_length 1\n") || !strings.Contains(metrics, "\nmoreh_queue_head_wait_seconds ") {
+		t.Errorf("metrics lack the queue's length 1 and the head's wait:\n%s", metrics)
 	}
 	if _, err := os.ReadFile(tt.path("devices", second, "job")); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("job read by a process of no job = %v, want ESRCH", err)

@@ -494,14 +494,19 @@ func (r *Registry) JobRunning(ctx context.Context, id uint64) (bool, error) {
 }
 
 // waitedDevices is the devices that jobs wait for in the queue.
-func waitedDevices(tx Tx) (map[uint64]bool, error) {
+func waitedDevices(tx Tx) (map[uint64]bool, error) { return waitedDevicesOf(tx, "") }
+
+// waitedDevicesOf is waitedDevices of one token's ("": of every token).
+func waitedDevicesOf(tx Tx, token string) (map[uint64]bool, error) {
 	out := map[uint64]bool{}
 	err := tx.ForEachPrefix(bucketQueue, nil, func(_, v []byte) error {
 		var j Job
 		if _, err := getJSON(tx, bucketJobs, v, &j); err != nil {
 			return err
 		}
-		out[j.Device] = true
+		if token == "" || j.Token == token {
+			out[j.Device] = true
+		}
 		return nil
 	})
 	return out, err

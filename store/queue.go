@@ -331,3 +331,15 @@ func FormatMaxUnits(n int) string {
 	}
 	return strconv.Itoa(n)
 }
+
+// WaitedDevices is the devices of token that jobs wait for in the queue:
+// one range read of the queue, and a record read per waiting job.
+func (r *Registry) WaitedDevices(ctx context.Context, token string) (map[uint64]bool, error) {
+	var out map[uint64]bool
+	err := r.eng.View(ctx, func(tx Tx) error {
+		all, err := waitedDevicesOf(tx, token)
+		out = all
+		return err
+	})
+	return out, ioError(err)
+}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,4 +340,35 @@ func TestQueueTwoNodesEtcd(t *testing.T) {
 	if j, w := jobState(t, b, small.ID); !j.Waiting || w.Position != 1 {
 		t.Errorf("the Small job = %+v %+v, want it first in the queue now", j, w)
 	}
+}
+
+// FuzzParseSched: the parsers of priority, shared and max_units never
+// panic; a success reads back in the one spelling the file shows, within
+// its range; a failure is KindInvalid in one line.
+func FuzzParseSched(f *testing.F) {
+	for _, s := range []string{"0", "-99", "99", "100", "-0", "+1", "1", "none", "4", "05"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		invalid := func(what string, err error) {
+			if KindOf(err) != KindInvalid || strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("%s(%q) error %v, want one line of KindInvalid", what, s, err)
+			}
+		}
+		if p, err := ParsePriority(s); err != nil {
+			invalid("ParsePriority", err)
+		} else if p < MinPriority || p > MaxPriority || strconv.Itoa(p) != s {
+			t.Fatalf("ParsePriority(%q) = %d", s, p)
+		}
+		if b, err := ParseShared(s); err != nil {
+			invalid("ParseShared", err)
+		} else if (b && s != "1") || (!b && s != "0") {
+			t.Fatalf("ParseShared(%q) = %v", s, b)
+		}
+		if n, err := ParseMaxUnits(s); err != nil {
+			invalid("ParseMaxUnits", err)
+		} else if FormatMaxUnits(n) != s || n < 0 || n > MaxUnitsLimit {
+			t.Fatalf("ParseMaxUnits(%q) = %d, shown %q", s, n, FormatMaxUnits(n))
+		}
+	})
 }
