@@ -271,54 +271,6 @@ func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64, endEmpty bool)
 	return err
 }
 
-// chooseGPUs picks free GPUs worth the units of the device's model: from
-// local (the node where the job attaches) when they fit there, else from
-// as few nodes as possible, local first, then those with the most free units.
-func chooseGPUs(tx Tx, d Device, local string) ([]string, error) {
-	m := d.ModelInfo()
-	pool, err := loadPool(tx)
-	if err != nil {
-		return nil, err
-	}
-	total := 0
-	free := map[string][]PoolEntry{} // node → free GPUs, in index order
-	freeUnits := map[string]int{}
-	var nodes []string
-	for _, g := range pool {
-		total += g.Units
-		if g.Job != 0 || g.Units == 0 {
-			continue
-		}
-		if _, seen := free[g.Node]; !seen {
-			nodes = append(nodes, g.Node)
-		}
-		free[g.Node] = append(free[g.Node], g)
-		freeUnits[g.Node] += g.Units
-	}
-	switch {
-	case total < m.Units:
-		return nil, errorf(KindNoSpace, "Device %d (%s) needs %d GPU units; the whole pool has %d.", d.ID, m.Name, m.Units, total)
-	case countFree(pool) < m.Units:
-		return nil, errorf(KindAgain, "Not enough resources are currently available: device %d (%s) needs %d GPU units, %d are free.", d.ID, m.Name, m.Units, countFree(pool))
-	}
-	var frees []PoolEntry
-	for _, node := range nodes {
-		frees = append(frees, free[node]...)
-	}
-	picked, _ := placeGPUs(frees, m.Units, local)
-	return picked, nil
-}
-
-func countFree(pool []PoolEntry) int {
-	n := 0
-	for _, g := range pool {
-		if g.Job == 0 {
-			n += g.Units
-		}
-	}
-	return n
-}
-
 func nextJobID(tx Tx) (uint64, error) {
 	n := fromU64(tx.Get(bucketMeta, keyNextJobID)) + 1
 	return n, tx.Put(bucketMeta, keyNextJobID, u64(n))

@@ -330,6 +330,13 @@ func TestQueueTwoNodesEtcd(t *testing.T) {
 	if j, w := jobState(t, a, small.ID); !j.Waiting || w.Reason != WaitPool {
 		t.Fatalf("the Small job took node-b's freed GPUs held for the head: %+v %+v", j, w)
 	}
+	other, err := b.CreateDevice(t.Context(), "default", "Small.64GB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Fits(t.Context(), "default", other.ID); KindOf(err) != KindAgain {
+		t.Errorf("fits of a new Small device with 2 GPUs free but held for the head = %v, want KindAgain", err)
+	}
 	if err := a.EndJob(t.Context(), onA.ID, EndExit); err != nil {
 		t.Fatal(err)
 	}
