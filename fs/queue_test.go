@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,21 @@ func runExample(t *testing.T, tt *testTree, id string, command ...string) (*exec
 	script, err := filepath.Abs("../scripts/examples/run_job.py")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The README shows the example's core: each of its lines is the script's.
+	readme, err := os.ReadFile("../README.md")
+	src, err2 := os.ReadFile(script)
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	excerpt := regexp.MustCompile("(?s)```py\n(.*?)```").FindSubmatch(readme)
+	if excerpt == nil {
+		t.Fatal("the README shows no excerpt of the example")
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(excerpt[1]), "\n"), "\n") {
+		if !strings.Contains("\n"+string(src), "\n"+line+"\n") {
+			t.Errorf("the README's excerpt line %q is not in %s", line, script)
+		}
 	}
 	cmd := exec.Command("python3", append([]string{script, id}, command...)...)
 	cmd.Env = append(os.Environ(), "MOREH_ROOT="+tt.dir)
