@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
+	"github.com/moreh-io/moreh/store"
 )
 
 // syncBuffer collects a process's stderr while the test reads it.
@@ -590,4 +591,89 @@ func TestSmiHelpNamesResetAndPool(t *testing.T) {
 			t.Errorf("moreh-smi --help lacks %q:\n%s", form, r.stdout)
 		}
 	}
+}
+
+// A second moreh-run on a device whose job runs waits with the real
+// product's message, naming the first job's pid and command line, and
+// starts when that job ends; on a shared token it joins the job at once.
+func TestRunWaitsForTheDevice(t *testing.T) {
+	t.Parallel()
+	d := morehdtest.Start(t, "--gpus", "sim:4x64GB")
+	id := addDevice(t, d, "Small.64GB")
+	first, env := startHolder(t, d, 10*time.Second, 1, "-i", id)
+	pid := env[1]
+	second := startRun(t, d, nil, "-i", id, "--", "bash", "-c", printDevice)
+	warning := "[warning] KT AI Accelerator is already in use by another process:\n" +
+		"(pid: " + pid + ") " + cmdlineOf(t, pid) + "\n" +
+		"Two or more processes cannot use KT AI Accelerator at the same time. The program will resume automatically after the process " + pid + " terminates...\n"
+	morehdtest.Eventually(t, 10*time.Second, "the second moreh-run says why it waits", func() bool {
+		return strings.Count(second.stderr.String(), "\n") >= 3
+	})
+	if got := second.stderr.String(); got != warning {
+		t.Fatalf("the waiting moreh-run printed %q, want %q", got, warning)
+	}
+	if !second.running() {
+		t.Fatal("the second moreh-run did not wait")
+	}
+	first.stop(t)
+	if got, want := second.line(t, 10*time.Second), id+" 0 0"; got != want {
+		t.Errorf("the second job printed %q, want %q", got, want)
+	}
+	if ws := second.wait(t, 10*time.Second); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("the second moreh-run ended with %v", second.cmd.ProcessState)
+	}
+	if got := second.stderr.String(); !strings.HasPrefix(got, warning) || !jobIDLine.MatchString(got[len(warning):]) {
+		t.Errorf("the second moreh-run printed %q, want the warning once, then its job id", got)
+	}
+
+	// Shared: a second moreh-run joins the running job at once.
+	if err := os.WriteFile(d.Path("admin", "tokens", "default", "shared"), []byte("1\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	holder, env := startHolder(t, d, 10*time.Second, 1, "-i", id)
+	joined := runShim(t, d, nil, "-i", id, "--", "bash", "-c", printDevice)
+	want(t, joined, 0, id+" 0 0\n", "")
+	if got := strings.Fields(read(t, d.Path("devices", id, "procs"))); len(got) == 0 || got[0] != env[1] {
+		t.Errorf("procs = %v, want the holder %s still in the job", got, env[1])
+	}
+	holder.stop(t)
+}
+
+// With max_units 4, a second Large job waits with the quota's message,
+// not the pool's, and starts when the first ends.
+func TestRunWaitsForTheQuota(t *testing.T) {
+	t.Parallel()
+	d := morehdtest.Start(t, "--gpus", "sim:8x64GB")
+	if err := os.WriteFile(d.Path("admin", "tokens", "default", "max_units"), []byte("4\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a := addDevice(t, d, "Large.256GB")
+	b := addDevice(t, d, "Large.256GB")
+	first, _ := startHolder(t, d, 10*time.Second, 1, "-i", a)
+	second := startRun(t, d, nil, "-i", b, "--", "bash", "-c", printDevice)
+	warning := "[warning] The GPU unit quota of this token (max_units 4) is in use: its running jobs hold 4 units and this job needs 4. The program will resume automatically when they release enough...\n"
+	morehdtest.Eventually(t, 10*time.Second, "the second moreh-run says why it waits", func() bool {
+		return second.stderr.String() != ""
+	})
+	if got := second.stderr.String(); got != warning {
+		t.Fatalf("the waiting moreh-run printed %q, want %q", got, warning)
+	}
+	if q := strings.Fields(read(t, d.Path("queue"))); len(q) != 7 || q[3] != b {
+		t.Errorf("queue = %q, want device %s's job", q, b)
+	}
+	first.stop(t)
+	if got := second.line(t, 10*time.Second); !strings.HasPrefix(got, b+" ") || strings.Count(got, ",") != 6 {
+		t.Errorf("the second job printed %q, want device %s with 4 GPUs", got, b)
+	}
+	second.wait(t, 10*time.Second)
+}
+
+// cmdlineOf is pid's command line as the waiting message shows it: its
+// arguments joined by spaces, control characters (holder's newlines) escaped.
+func cmdlineOf(t *testing.T, pid string) string {
+	b, err := os.ReadFile("/proc/" + pid + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.TermSafe(strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
 }
