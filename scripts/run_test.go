@@ -583,6 +583,29 @@ func TestPoolTableWidens(t *testing.T) {
 	want(t, shim(t, root, "", nil, "moreh-smi", "-p"), 1, "", "Show pool failed. (The pool file could not be read.)\n")
 }
 
+// moreh-smi --queue prints the table that morehd renders (queue.table, whose
+// cases are fs's goldens) byte for byte; a tree of plain files stands in.
+func TestQueueTable(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "models"), []byte("1\tSmall.64GB\t1\t65520\tdefault\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	table := filepath.Join(root, "queue.table")
+	for _, golden := range []string{"queue_table.golden", "queue_table_empty.golden"} {
+		content := read(t, filepath.Join("..", "fs", "testdata", golden))
+		if err := os.WriteFile(table, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want(t, shim(t, root, "", nil, "moreh-smi", "--queue"), 0, content, "")
+	}
+	want(t, shim(t, root, "", nil, "moreh-smi", "--queue", "x"), 2, "", "moreh-smi: --queue takes no argument.\nRun 'moreh-smi --help' for usage.\n")
+	if err := os.Remove(table); err != nil {
+		t.Fatal(err)
+	}
+	want(t, shim(t, root, "", nil, "moreh-smi", "--queue"), 1, "", "Show queue failed. (The queue file could not be read.)\n")
+}
+
 func TestSmiHelpNamesResetAndPool(t *testing.T) {
 	t.Parallel()
 	r := shim(t, filepath.Join(t.TempDir(), "nowhere"), "", nil, "moreh-smi", "--help")

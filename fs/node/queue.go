@@ -21,11 +21,17 @@ type queueWaiters struct {
 	waiting map[uint64]bool // local jobs that wait; a started one leaves once its cgroup allows its GPUs
 	gen     chan struct{}   // closed and replaced after each pass of the follower
 	kick    chan struct{}
+	stop    chan struct{} // closed by Drain: blocked readers give up, the daemon is stopping
+	once    sync.Once
 }
 
 func (q *queueWaiters) init() {
-	q.waiting, q.gen, q.kick = map[uint64]bool{}, make(chan struct{}), make(chan struct{}, 1)
+	q.waiting, q.gen, q.kick, q.stop = map[uint64]bool{}, make(chan struct{}), make(chan struct{}, 1), make(chan struct{})
 }
+
+// Drain ends every blocked read of a job or waiting file (EIO: the daemon
+// is stopping), so that the mount can go; the jobs keep their places.
+func (rt *Runtime) Drain() { rt.queue.once.Do(func() { close(rt.queue.stop) }) }
 
 // next is closed once the follower has looked at the store again.
 func (q *queueWaiters) next() <-chan struct{} {
@@ -292,6 +298,8 @@ func (rt *Runtime) WaitJob(ctx context.Context, id uint64, done func(JobWait) bo
 			return w, store.Errorf(store.KindInterrupted, "The wait was interrupted.")
 		case <-next:
 		case <-rt.stopped:
+			return w, store.Errorf(store.KindIO, "The daemon is stopping: job %d keeps its place in the queue.", id)
+		case <-rt.queue.stop:
 			return w, store.Errorf(store.KindIO, "The daemon is stopping: job %d keeps its place in the queue.", id)
 		}
 	}
