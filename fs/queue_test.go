@@ -255,3 +255,38 @@ func samePids(got string, want []int) bool {
 	slices.Sort(w)
 	return slices.Equal(f, w)
 }
+
+// TestResetOfAWaitingJob: reset on a device whose job waits (none runs)
+// stops that job's processes, and it leaves the queue.
+func TestResetOfAWaitingJob(t *testing.T) {
+	tt := mountTree(t, store.Options{})
+	first := mkdevice(t, tt, "Large.256GB")
+	second := mkdevice(t, tt, "Large.256GB")
+	running, _ := startProc(t, 1)
+	if err := writeFile(tt.path("devices", first, "procs"), strconv.Itoa(running)); err != nil {
+		t.Fatal(err)
+	}
+	waiting := exec.Command("sleep", "1000")
+	if err := waiting.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waiting.Process.Kill(); waiting.Wait() })
+	if err := writeFile(tt.path("devices", second, "procs"), strconv.Itoa(waiting.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, tt.path("queue")); !strings.HasPrefix(got, "1 2 default "+second+" ") {
+		t.Fatalf("queue = %q, want the second job", got)
+	}
+	if err := writeFile(tt.path("devices", second, "reset"), "1"); err != nil {
+		t.Fatalf("reset of the waiting job: %v", err)
+	}
+	if err := waiting.Wait(); err == nil {
+		t.Error("the waiting job's process was not stopped")
+	}
+	if got := readFile(t, tt.path("queue")); got != "" {
+		t.Errorf("queue after the reset = %q", got)
+	}
+	if got := readFile(t, tt.path("devices", first, "procs")); got != strconv.Itoa(running)+"\n" {
+		t.Errorf("the running job changed: procs = %q", got)
+	}
+}

@@ -343,3 +343,23 @@ func (r *Registry) WaitedDevices(ctx context.Context, token string) (map[uint64]
 	})
 	return out, ioError(err)
 }
+
+// DeviceWaiting lists the jobs that wait in the queue for device id of
+// token, in queue order.
+func (r *Registry) DeviceWaiting(ctx context.Context, token string, id uint64) ([]Job, error) {
+	var out []Job
+	err := r.eng.View(ctx, func(tx Tx) error {
+		out = nil
+		if _, err := loadDevice(tx, token, id); err != nil {
+			return err
+		}
+		return tx.ForEachPrefix(bucketQueue, nil, func(_, v []byte) error {
+			j, err := loadJob(tx, fromU64(v))
+			if err == nil && j.Device == id && j.Token == token {
+				out = append(out, j)
+			}
+			return err
+		})
+	})
+	return out, ioError(err)
+}

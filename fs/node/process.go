@@ -126,7 +126,15 @@ func (rt *Runtime) Reset(ctx context.Context, caller Caller, token string, id ui
 		return err
 	}
 	if job.ID == 0 {
-		return store.Errorf(store.KindNoProcess, "Device %d is not running a job.", id)
+		// No job runs: a reset stops the first job that waits for the device.
+		waiting, err := rt.reg.DeviceWaiting(ctx, token, id)
+		if err != nil {
+			return err
+		}
+		if len(waiting) == 0 {
+			return store.Errorf(store.KindNoProcess, "Device %d is not running a job.", id)
+		}
+		job = waiting[0]
 	}
 	if rt.cg != nil {
 		if err := rt.resetContained(context.WithoutCancel(ctx), caller, job, store.EndReset); err != nil {
