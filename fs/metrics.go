@@ -36,8 +36,8 @@ var (
 	descGPUBound = prometheus.NewDesc("moreh_gpu_bound", "1 while the GPU is bound to a device's job.", boundLabels, nil)
 	descUnits    = prometheus.NewDesc("moreh_pool_units", "64 GB units of this node's GPUs.", []string{"node"}, nil)
 	descFree     = prometheus.NewDesc("moreh_pool_units_free", "64 GB units of this node's GPUs not bound to a job.", []string{"node"}, nil)
-	descQueueLen = prometheus.NewDesc("moreh_queue_length", "Jobs waiting in the queue (the whole pool's).", nil, nil)
-	descHeadWait = prometheus.NewDesc("moreh_queue_head_wait_seconds", "How long the first job of the queue has waited; 0 when none waits.", nil, nil)
+	descQueueLen = prometheus.NewDesc("moreh_queue_length", "Jobs of this node waiting in the queue (the sum over nodes is the queue's).", []string{"node"}, nil)
+	descHeadWait = prometheus.NewDesc("moreh_queue_head_wait_seconds", "How long this node's first job in the queue has waited; 0 when none waits.", []string{"node"}, nil)
 )
 
 // treeCollector reads one snapshot per scrape: the figures of tokens and,
@@ -132,12 +132,18 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(descQueueLen, err)
 		return
 	}
-	headWait := 0.0
-	if len(queue) > 0 {
-		headWait = max(0, c.t.Now().Sub(queue[0].Job.Queued).Seconds())
+	waiting, headWait := 0, 0.0
+	for _, e := range queue {
+		if e.Job.Node != node && e.Job.Node != "" {
+			continue // that node exports it
+		}
+		if waiting == 0 {
+			headWait = max(0, c.t.Now().Sub(e.Job.Queued).Seconds())
+		}
+		waiting++
 	}
-	gauge(descQueueLen, float64(len(queue)))
-	gauge(descHeadWait, headWait)
+	gauge(descQueueLen, float64(waiting), node)
+	gauge(descHeadWait, headWait, node)
 }
 
 // renderMetrics is /moreh/metrics: root sees every token and the pool;

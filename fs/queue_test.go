@@ -121,7 +121,7 @@ func TestQueueWaitsAndStartsPython(t *testing.T) {
 		t.Errorf("the device table does not show the wait:\n%s", table)
 	}
 	metrics := readFile(t, tt.path("metrics"))
-	if !strings.Contains(metrics, "\nmoreh_queue_length 1\n") || !strings.Contains(metrics, "\nmoreh_queue_head_wait_seconds ") {
+	if !strings.Contains(metrics, "\nmoreh_queue_length{node=\"local\"} 1\n") || !strings.Contains(metrics, "\nmoreh_queue_head_wait_seconds{node=\"local\"} ") {
 		t.Errorf("metrics lack the queue's length 1 and the head's wait:\n%s", metrics)
 	}
 	if _, err := os.ReadFile(tt.path("devices", second, "job")); !errors.Is(err, syscall.ESRCH) {

@@ -200,8 +200,15 @@ func (rt *Runtime) stopJob(ctx context.Context, job store.Job, reason store.EndR
 
 // Procs lists the pids of the device's job: where jobs are cgroups, every
 // process of its cgroup, in order; otherwise those the supervisor follows.
+// While no job runs, those of the first job that waits for the device.
 func (rt *Runtime) Procs(ctx context.Context, token string, id uint64) ([]int, error) {
 	_, job, err := rt.reg.DeviceJob(ctx, token, id)
+	if err == nil && job.ID == 0 {
+		var waiting []store.Job
+		if waiting, err = rt.reg.DeviceWaiting(ctx, token, id); len(waiting) > 0 {
+			job = waiting[0]
+		}
+	}
 	procs := rt.jobProcs(job)
 	pids := make([]int, len(procs))
 	for i, p := range procs {
