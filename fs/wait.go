@@ -89,7 +89,7 @@ func (h *waitHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // waiting file) the next message; it waits for it unless O_NONBLOCK.
 func (h *waitHandle) more(ctx context.Context) error {
 	changed := func(w node.JobWait) bool {
-		return w.Started() || h.f.messages && waitMessage(w) != h.last
+		return w.Started() || h.f.messages && !w.Starting && waitMessage(w) != h.last
 	}
 	if h.nonblock {
 		changed = func(node.JobWait) bool { return true }
@@ -102,7 +102,7 @@ func (h *waitHandle) more(ctx context.Context) error {
 		h.data, h.done = fmt.Appendf(h.data, startMessage, w.Job.ID), true
 	case w.Started():
 		h.data, h.done = jobState(w), true
-	case h.f.messages && waitMessage(w) != h.last:
+	case h.f.messages && !w.Starting && waitMessage(w) != h.last:
 		h.last = waitMessage(w)
 		h.data = append(h.data, h.last...)
 	default:

@@ -33,9 +33,11 @@ func (rt *Runtime) Attach(ctx context.Context, caller Caller, token string, id u
 		return store.Job{}, err
 	}
 	proc := store.Proc{PID: pid, Start: info.Start}
-	jobs, err := rt.reg.Jobs(ctx)
-	if err != nil {
-		return store.Job{}, err
+	var jobs []store.Job
+	if rt.cg == nil { // the /proc tree says whose child it is; a cgroup says so itself
+		if jobs, err = rt.reg.Jobs(ctx); err != nil {
+			return store.Job{}, err
+		}
 	}
 	member := rt.memberOf(pid, jobs) // a child of a job's process stays in its job
 	var job store.Job

@@ -208,6 +208,7 @@ type JobWait struct {
 	BlockerPID  int
 	BlockerCmd  string // its command line, control characters escaped; "" when not on this node
 	BlockerNode string
+	Starting    bool // the store started it; this node has not yet allowed its GPUs
 }
 
 // Started says the job holds its GPUs and may open them.
@@ -249,8 +250,7 @@ func (rt *Runtime) jobWait(ctx context.Context, id uint64) (JobWait, error) {
 	}
 	out := JobWait{Job: j, Wait: w}
 	if !j.Waiting && rt.queue.has(j.ID) {
-		out.Job.Waiting = true // started in the store, its GPUs not yet allowed here
-		out.Wait = store.Wait{Reason: store.WaitPool, Units: w.Units}
+		out.Job.Waiting, out.Starting = true, true // started in the store, its GPUs not yet allowed here
 	}
 	if w.Reason == store.WaitDevice && w.Blocker != 0 {
 		if b, _, err := rt.reg.JobState(ctx, w.Blocker); err == nil {
