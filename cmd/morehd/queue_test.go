@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,5 +132,50 @@ func TestNoStarvation(t *testing.T) {
 		if e.Device != 2029 && e.Started.After(arrived) && e.Started.Before(bigJob.Started) {
 			t.Errorf("small job %d started at %v, after the 4-GPU job arrived (%v) and before it started (%v)", e.Job, e.Started, arrived, bigJob.Started)
 		}
+	}
+}
+
+// TestWaitingJobOpensNoGPU: a waiting job's processes are in its cgroup,
+// whose device filter allows no GPU node; once the job starts (a child
+// blocked on the job file returns) the filter allows its bound GPU.
+func TestWaitingJobOpensNoGPU(t *testing.T) {
+	devDir := t.TempDir()
+	if err := syscall.Mknod(filepath.Join(devDir, "nvidia0"), syscall.S_IFCHR|0o666, int(195<<8)); err != nil {
+		t.Skipf("mknod: %v", err)
+	}
+	d := startContained(t, "--gpus", "sim:1", "--sim-dev-dir", devDir)
+	first, second := mkdev(t, d, "Small.64GB"), mkdev(t, d, "Small.64GB")
+	running, _ := startJobProc(t)
+	attach(t, d, first, running.Process.Pid)
+	try := `python3 -c '
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDWR))
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+' "$D/nvidia0"`
+	cmd := exec.Command("bash", "-c", `read _; `+try+`; cat "$J"; `+try)
+	cmd.Env = append(os.Environ(), "D="+devDir, "J="+d.Path("devices", second, "job"))
+	gate, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	attach(t, d, second, cmd.Process.Pid)
+	if q := read(t, d.Path("queue")); !strings.HasPrefix(q, "1 2 default "+second+" ") {
+		t.Fatalf("queue = %q, want the second job", q)
+	}
+	gate.Write([]byte("go\n"))
+	lines := bufio.NewReader(out)
+	if l, err := lines.ReadString('\n'); err != nil || l != "EPERM\n" {
+		t.Fatalf("the waiting job's open of its GPU node gave %q, %v; want EPERM", l, err)
+	}
+	running.Process.Kill()
+	running.Wait()
+	rest, _ := io.ReadAll(lines)
+	if want := "job 2\nstate running\nENXIO\n"; string(rest) != want {
+		t.Errorf("once started the job read and opened:\n%swant (its job file, then the driver's answer):\n%s", rest, want)
 	}
 }
