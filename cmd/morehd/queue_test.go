@@ -124,6 +124,7 @@ func TestNoStarvation(t *testing.T) {
 	if lastEnd.IsZero() {
 		t.Fatalf("no small job ran when the 4-GPU job arrived at %v: %+v", arrived, history())
 	}
+	t.Logf("the 4-GPU job waited %v; it started %v after the last small job running at its arrival ended", time.Duration(bigJob.WaitedMillis)*time.Millisecond, bigJob.Started.Sub(lastEnd))
 	if bigJob.Started.After(lastEnd.Add(time.Second)) {
 		t.Errorf("the 4-GPU job arrived at %v and started at %v, more than a second after the running small jobs ended (%v)",
 			arrived, bigJob.Started, lastEnd)
