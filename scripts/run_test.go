@@ -300,9 +300,10 @@ func TestRunWaitsForTheBusyPool(t *testing.T) {
 	morehdtest.Eventually(t, 10*time.Second, "the second moreh-run warns that it waits", func() bool {
 		return j2.stderr.String() != ""
 	})
-	morehdtest.Throughout(t, 700*time.Millisecond, "the second job waits, unattached, while the first runs", func() bool {
-		return j2.running() && len(j2.lines) == 0 && read(t, d.Path("devices", second, "procs")) == "" &&
-			gpuIndices(t, d, first) == "0,1"
+	waiter := strconv.Itoa(j2.cmd.Process.Pid) + "\n"
+	morehdtest.Throughout(t, 700*time.Millisecond, "the second job waits, attached but with no GPU, while the first runs", func() bool {
+		return j2.running() && len(j2.lines) == 0 && read(t, d.Path("devices", second, "procs")) == waiter &&
+			read(t, d.Path("devices", second, "gpus")) == "" && gpuIndices(t, d, first) == "0,1"
 	})
 	if got := j2.stderr.String(); got != warning {
 		t.Fatalf("the waiting moreh-run printed %q, want %q", got, warning)
