@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -122,35 +123,84 @@ type adminTokenDir struct {
 	number uint64
 }
 
-var adminTokenEntries = []string{"max_devices", "secret", "uids", "idle_job_timeout"}
+// adminTokenEntries are admin/tokens/<name>'s files; the index is the inode
+// offset after adminTokenIno.
+var adminTokenEntries = []string{"max_devices", "secret", "uids", "priority", "shared", "max_units", "idle_job_timeout"}
 
 var _ = (fusefs.NodeLookuper)((*adminTokenDir)(nil))
 
 func (d *adminTokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	t, token := d.t, d.token
 	var node fusefs.InodeEmbedder
-	mode, k := uint32(0o400), uint64(adminTokenIno+1)
+	mode := uint32(0o400)
 	switch name {
 	case "max_devices":
 		mode = 0o600
 		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderMax}, command: d.setMax}
 	case "secret":
-		k = adminTokenIno + 2
 		node = &roFile{t: t, mode: mode, render: func(context.Context) ([]byte, error) {
 			s, err := t.Registry.TokenSecret(ctx, token)
 			return []byte(s + "\n"), err
 		}}
 	case "uids":
-		k = adminTokenIno + 3
 		node = &roFile{t: t, mode: mode, render: d.renderUIDs}
+	case "priority", "shared", "max_units":
+		mode = 0o600
+		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderSched(name)}, command: d.setSched(name)}
 	case "idle_job_timeout":
-		k, mode = adminTokenIno+4, 0o600
+		mode = 0o600
 		node = &cmdFile{roFile: roFile{t: t, mode: mode, render: d.renderIdleJobTimeout}, command: d.setIdleJobTimeout}
 	default:
 		return nil, syscall.ENOENT
 	}
 	out.SetAttrTimeout(d.t.setAttr(ctx, "", fuse.S_IFREG|mode, &out.Attr))
+	k := adminTokenIno + 1 + uint64(slices.Index(adminTokenEntries, name))
 	return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: tokenIno(d.number, k)}), 0
+}
+
+// renderSched shows a scheduling file: priority, shared (0/1), max_units (N or none).
+func (d *adminTokenDir) renderSched(name string) renderFunc {
+	return func(ctx context.Context) ([]byte, error) {
+		tok, err := d.t.Registry.Token(ctx, d.token)
+		if err != nil {
+			return nil, err
+		}
+		switch name {
+		case "priority":
+			return []byte(strconv.Itoa(tok.Priority) + "\n"), nil
+		case "shared":
+			if tok.Shared {
+				return []byte("1\n"), nil
+			}
+			return []byte("0\n"), nil
+		}
+		return []byte(store.FormatMaxUnits(tok.MaxUnits) + "\n"), nil
+	}
+}
+
+// setSched is a write to a scheduling file, parsed with one spelling per value.
+func (d *adminTokenDir) setSched(name string) commandFunc {
+	return func(ctx context.Context, command string) error {
+		switch name {
+		case "priority":
+			p, err := store.ParsePriority(command)
+			if err != nil {
+				return err
+			}
+			return d.t.Registry.SetPriority(ctx, d.token, p)
+		case "shared":
+			shared, err := store.ParseShared(command)
+			if err != nil {
+				return err
+			}
+			return d.t.Registry.SetShared(ctx, d.token, shared)
+		}
+		n, err := store.ParseMaxUnits(command)
+		if err != nil {
+			return err
+		}
+		return d.t.Registry.SetMaxUnits(ctx, d.token, n)
+	}
 }
 
 var _ = (fusefs.NodeReaddirer)((*adminTokenDir)(nil))

@@ -102,7 +102,7 @@ type deviceDir struct {
 
 // deviceEntries are the names in a device's directory, in listing order;
 // the index+1 is the entry's inode offset.
-var deviceEntries = []string{"model", "status", "status.json", "usage", "procs", "gpus", "env", "reset", "fits"}
+var deviceEntries = []string{"model", "status", "status.json", "usage", "procs", "gpus", "env", "reset", "fits", "job", "waiting"}
 
 var _ = (fusefs.NodeLookuper)((*deviceDir)(nil))
 
@@ -138,6 +138,8 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 		return t.commandFile(token, 0o200, nil, d.reset)
 	case "fits":
 		return ro(d.renderFits)
+	case "job", "waiting":
+		return &waitFile{t: t, token: token, id: id, messages: name == "waiting"}, fuse.S_IFREG | 0o400
 	}
 	return ro(d.renderUsage)
 }

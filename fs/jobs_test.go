@@ -139,7 +139,7 @@ func TestJobErrnos(t *testing.T) {
 	}{
 		{"rmdir while running", func() error { return syscall.Rmdir(tt.path("devices", large)) }, syscall.EBUSY, "Device 2026 is running job 1: stop it first (moreh-smi -r)."},
 		{"model change while running", func() error { return writeFile(tt.path("devices", large, "model"), "Small.64GB") }, syscall.EBUSY, "The model cannot be switched while the KT AI Accelerator is in use."},
-		{"pool busy", func() error { return writeFile(tt.path("devices", small, "procs"), strconv.Itoa(other)) }, syscall.EAGAIN, "Not enough resources are currently available: device 2027 (Small.64GB) needs 1 GPU units, 0 are free."},
+		{"job of a process in none", func() error { _, err := os.ReadFile(tt.path("devices", small, "job")); return err }, syscall.ESRCH, "is in no job of device 2027: write its pid to procs first."},
 		{"never fits", func() error { return writeFile(tt.path("devices", huge, "procs"), strconv.Itoa(other)) }, syscall.ENOSPC, "Device 2028 (xLarge.512GB) needs 8 GPU units; the whole pool has 4."},
 		{"no such pid", func() error { return writeFile(tt.path("devices", small, "procs"), "999999999") }, syscall.ESRCH, "No process 999999999 is running."},
 		{"not a pid", func() error { return writeFile(tt.path("devices", small, "procs"), "-5") }, syscall.EINVAL, `"-5" is not a pid`},

@@ -113,6 +113,16 @@ var metricFamilies = []*metricFamily{
 			l[0] = s.node
 			return float64(s.free), true
 		}},
+	{name: "moreh_queue_head_wait_seconds", help: "How long this node's first job in the queue has waited; 0 when none waits.", labels: []string{"node"}, scope: perNode,
+		value: func(s *metricsSource, i int, l *[5]string) (float64, bool) {
+			l[0] = s.node
+			return s.headWait, true
+		}},
+	{name: "moreh_queue_length", help: "Jobs of this node waiting in the queue (the sum over nodes is the queue's).", labels: []string{"node"}, scope: perNode,
+		value: func(s *metricsSource, i int, l *[5]string) (float64, bool) {
+			l[0] = s.node
+			return float64(s.waiting), true
+		}},
 	{name: "moreh_token_devices", help: "Devices the token holds.", labels: tokenLabels, scope: perToken,
 		value: func(s *metricsSource, i int, l *[5]string) (float64, bool) {
 			return float64(s.token(i, l).Devices), true
@@ -157,6 +167,8 @@ type metricsSource struct {
 	gpus      []node.GPUStatus
 	units     int // this node's, and those not bound
 	free      int
+	waiting   int     // this node's jobs in the queue, with the pool only
+	headWait  float64 // seconds the first of them has waited
 	pool      bool
 	deviceIDs bool // a bound GPU names its device; else "*" (--metrics-addr without --metrics-tokens)
 }
@@ -179,6 +191,24 @@ func newMetricsSource(v *node.MetricsView, pool, deviceIDs bool) *metricsSource 
 		}
 	}
 	return s
+}
+
+// addQueue counts this node's waiting jobs, for the pool's series.
+func (s *metricsSource) addQueue(ctx context.Context, t *tree) error {
+	queue, err := t.Node.Queue(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range queue {
+		if e.Job.Node != s.node && e.Job.Node != "" {
+			continue // that node exports it
+		}
+		if s.waiting == 0 {
+			s.headWait = max(0, t.Now().Sub(e.Job.Queued).Seconds())
+		}
+		s.waiting++
+	}
+	return nil
 }
 
 func (s *metricsSource) count(sc scope) int {
@@ -250,7 +280,12 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(metricFamilies[0].desc, err) // the scrape fails whole
 		return
 	}
-	newMetricsSource(v, true, c.deviceIDs).collect(ch)
+	s := newMetricsSource(v, true, c.deviceIDs)
+	if err := s.addQueue(c.ctx, c.t); err != nil {
+		ch <- prometheus.NewInvalidMetric(metricFamilies[0].desc, err)
+		return
+	}
+	s.collect(ch)
 }
 
 // collect sends every series of s as client_golang's constant metrics.
@@ -303,6 +338,11 @@ func (f *metricsFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle
 		return nil, 0, f.t.fail(ctx, "", "read", f.Path(nil), err)
 	}
 	s := newMetricsSource(v, root, true)
+	if root {
+		if err := s.addQueue(ctx, f.t); err != nil {
+			return nil, 0, f.t.fail(ctx, "", "read", f.Path(nil), err)
+		}
+	}
 	return newStream(func() chunker { return &metricsText{src: s} }), fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 

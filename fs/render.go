@@ -54,6 +54,7 @@ func (t *tree) tableView(ctx context.Context, token string, device uint64) (Tabl
 		tv.Devices = append(tv.Devices, DeviceRow{
 			ID: d.ID, Current: d.ID == st.Token.Current, Name: deviceName, Model: d.Model,
 			MemoryUsedMiB: d.Usage.UsedMiB, MemoryTotalMiB: d.Usage.TotalMiB, Utilization: d.Usage.Utilization,
+			Waiting: d.Waiting && d.Job.ID == 0,
 		})
 	}
 	for _, p := range st.Processes {
@@ -101,6 +102,14 @@ func (t *tree) renderStatusJSON(ctx context.Context, token string, device uint64
 		if r.Utilization >= 0 {
 			d.Utilization = &r.Utilization
 		}
+		switch {
+		case r.Utilization >= 0 || v.Devices[len(out.Devices)].Job.ID != 0:
+			d.State = "running"
+		case r.Waiting:
+			d.State = "waiting"
+		default:
+			d.State = "idle"
+		}
 		out.Devices = append(out.Devices, d)
 	}
 	for _, p := range tv.Processes {
@@ -127,10 +136,17 @@ const readmeText = `moreh: virtual accelerator devices as files
   cat 'query-gpu/index,name,memory.used:csv,noheader'
                                   the pool's GPUs as nvidia-smi --query-gpu prints them
   cat tokens/<you>/errors         why your last operations failed
+  echo $$ > devices/2027/procs    make this shell a job of device 2027 (it may wait in the queue)
+  cat devices/2027/job            blocks while your job waits, then "job N\nstate running";
+                                  EAGAIN with O_NONBLOCK, EINTR when interrupted by a signal
+  cat devices/2027/waiting        why your job waits, one message per reason, then
+                                  "[info] Moreh Job ID: N" once it runs (what moreh-run prints)
+  cat queue                       the jobs waiting for GPUs: position job token device model
+                                  units since (other tokens' token and device shown "-")
 
 devices, current and status are links into tokens/<your token>/.
 Every write is one command of at most 4096 bytes; one trailing newline is ignored.
 Failures return an errno (EINVAL bad input, EDQUOT limit reached, ENOENT unknown
 device, EPERM not allowed here, EIO store failure) and add a line to errors.
-The shims moreh-smi and moreh-switch-model wrap all of this.
+The shims moreh-smi, moreh-switch-model and moreh-run wrap all of this.
 `

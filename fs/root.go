@@ -29,6 +29,8 @@ func (r *rootDir) OnAdd(ctx context.Context) {
 	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
 	static("pool", t.renderPool)
 	static("pool.table", t.renderPoolTable)
+	static("queue", t.renderQueue)
+	static("queue.table", t.renderQueueTable)
 	// node_exporter's textfile collector judges staleness by the mtime.
 	metrics := &metricsFile{roFile{t: t, mode: 0o444, mtime: t.Node.SampledAt}}
 	r.AddChild("metrics", r.NewPersistentInode(ctx, metrics, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)

@@ -59,8 +59,8 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("status.json header = %+v", s)
 	}
 	want := []deviceJSON{
-		{ID: 2026, Name: "KT AI Accelerator", Model: "Medium.128GB", Units: 2, MemoryTotalMiB: 131040},
-		{ID: 2027, Current: true, Name: "KT AI Accelerator", Model: "Large.256GB", Units: 4, MemoryTotalMiB: 262080},
+		{ID: 2026, Name: "KT AI Accelerator", Model: "Medium.128GB", Units: 2, MemoryTotalMiB: 131040, State: "idle"},
+		{ID: 2027, Current: true, Name: "KT AI Accelerator", Model: "Large.256GB", Units: 4, MemoryTotalMiB: 262080, State: "idle"},
 	}
 	if len(s.Devices) != 2 || s.Devices[0] != want[0] || s.Devices[1] != want[1] {
 		t.Errorf("devices = %+v, want %+v", s.Devices, want)

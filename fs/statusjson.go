@@ -32,6 +32,7 @@ type deviceJSON struct {
 	MemoryUsedMiB  uint64 `json:"memory_used_mib"`
 	MemoryTotalMiB uint64 `json:"memory_total_mib"`
 	Utilization    *int   `json:"utilization"` // null while no job runs
+	State          string `json:"state"`       // idle, running, or waiting (in the queue)
 }
 
 type processJSON struct {
@@ -104,6 +105,7 @@ func (d *deviceJSON) appendIndented(b []byte) []byte {
 	} else {
 		b = strconv.AppendInt(b, int64(*d.Utilization), 10)
 	}
+	b = appendJSONString(jsonKey(jsonNext(b), 3, "state"), d.State)
 	return jsonClose(b, 2, '}')
 }
 

@@ -33,7 +33,8 @@ type DeviceRow struct {
 	Model          string // "Medium.128GB"
 	MemoryUsedMiB  uint64
 	MemoryTotalMiB uint64
-	Utilization    int // percent, or NoUtilization
+	Utilization    int  // percent, or NoUtilization
+	Waiting        bool // no job runs and one waits in the queue: "waiting"
 }
 
 // ProcessRow is one line of the processes table.
@@ -177,8 +178,17 @@ func deviceCells(d DeviceRow) []string {
 		store.TermSafe(d.Model),
 		mib(d.MemoryUsedMiB),
 		mib(d.MemoryTotalMiB),
-		utilization(d.Utilization),
+		deviceUtilization(d),
 	}
+}
+
+// deviceUtilization is a device's Utilization cell: "waiting" while its job
+// is queued and none runs.
+func deviceUtilization(d DeviceRow) string {
+	if d.Waiting && d.Utilization < 0 {
+		return "waiting"
+	}
+	return utilization(d.Utilization)
 }
 
 func processCells(p ProcessRow) []string {

@@ -50,7 +50,7 @@ func listDir(t *testing.T, path string) []string {
 
 func TestRootLayout(t *testing.T) {
 	tt := mountTree(t, store.Options{})
-	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "pool.table", "query-gpu", "status", "token", "tokens", "version"}
+	want := []string{"README", "admin", "current", "devices", "metrics", "models", "pool", "pool.table", "query-gpu", "queue", "queue.table", "status", "token", "tokens", "version"}
 	if got := listDir(t, tt.dir); !slices.Equal(got, want) {
 		t.Fatalf("root lists %v, want %v", got, want)
 	}
@@ -125,7 +125,7 @@ func TestMkdirCreatesDeviceListedByID(t *testing.T) {
 	if got := readFile(t, tt.path("devices", "2026", "model")); got != "Large.256GB\n" {
 		t.Errorf("model = %q", got)
 	}
-	if got := listDir(t, tt.path("devices", "2026")); !slices.Equal(got, []string{"env", "fits", "gpus", "model", "procs", "reset", "status", "status.json", "usage"}) {
+	if got := listDir(t, tt.path("devices", "2026")); !slices.Equal(got, []string{"env", "fits", "gpus", "job", "model", "procs", "reset", "status", "status.json", "usage", "waiting"}) {
 		t.Errorf("device dir lists %v", got)
 	}
 	if got := readFile(t, tt.path("devices", "2026", "usage")); got != "memory_used_mib 0\nmemory_total_mib 262080\nutilization -\n" {

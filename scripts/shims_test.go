@@ -31,7 +31,22 @@ func shim(t *testing.T, root, stdin string, env []string, name string, args ...s
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "MOREH_ROOT=" + root}, env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	return runCmd(t, cmd)
+	r := runCmd(t, cmd)
+	if name == "moreh-run" {
+		r.stderr = withoutJobID(r.stderr) // checked where it matters (TestRunJobShowsAndReleases)
+	}
+	return r
+}
+
+// jobIDLine is what moreh-run prints once its job holds its GPUs.
+var jobIDLine = regexp.MustCompile(`(?m)^\[info\] Moreh Job ID: [0-9]+\n`)
+
+// withoutJobID is moreh-run's stderr less its one job id line.
+func withoutJobID(stderr string) string {
+	if loc := jobIDLine.FindStringIndex(stderr); loc != nil {
+		return stderr[:loc[0]] + stderr[loc[1]:]
+	}
+	return stderr
 }
 
 // smi runs moreh-smi ARGS against d with no input.

@@ -139,7 +139,11 @@ func runResult(cmd *exec.Cmd) (result, error) {
 // as runs the shim name with args as the user.
 func (u *user) as(t *testing.T, env []string, name string, args ...string) result {
 	t.Helper()
-	return runCmd(t, u.command(env, name, args...))
+	r := runCmd(t, u.command(env, name, args...))
+	if name == "moreh-run" {
+		r.stderr = withoutJobID(r.stderr)
+	}
+	return r
 }
 
 // wantUIDs checks the uids bound to a token.

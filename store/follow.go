@@ -25,7 +25,7 @@ type changedKey struct{ bucket, key string }
 // engine's watch, until ctx ends. An engine no one else writes (bbolt)
 // needs none: it returns at once.
 func (r *Registry) FollowOthers(ctx context.Context) {
-	w, ok := r.eng.(changeWatcher)
+	w, ok := baseEngine(r.eng).(changeWatcher)
 	if !ok {
 		return
 	}
@@ -33,7 +33,7 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 		r.remoteChanges.Add(1)
 		var names []string
 		var devices []uint64
-		everything := batch == nil
+		everything, jobs := batch == nil, false
 		for _, c := range batch {
 			switch c.bucket {
 			case string(bucketTokens):
@@ -49,6 +49,13 @@ func (r *Registry) FollowOthers(ctx context.Context) {
 					names = append(names, token)
 				}
 			}
+			switch c.bucket {
+			case string(bucketJobs), string(bucketQueue), string(bucketDevices), string(bucketTokens), string(bucketGPUs):
+				jobs = true
+			}
+		}
+		if jobs || batch == nil {
+			r.jobsChanged.fire() // another node's end, start or queueing: waiters look again
 		}
 		if everything {
 			r.RefreshTokens(ctx)

@@ -40,6 +40,7 @@ type HistoryEntry struct {
 	PeakMiB         uint64    `json:"peak_memory_mib"`
 	MeanUtilization int       `json:"mean_utilization"` // NoFigure when never sampled
 	Fits            string    `json:"fits"`             // the smallest model whose memory held the peak
+	WaitedMillis    uint64    `json:"waited_ms"`        // how long it waited in the queue before it started
 }
 
 // UnitMillis is what the job consumed: its units times the milliseconds bound.
@@ -80,6 +81,9 @@ func (r *Registry) recordHistory(tx Tx, j Job, model string, reason EndReason, n
 	h := HistoryEntry{Job: j.ID, Token: j.Token, Device: j.Device, Model: m.Name, Units: m.Units, GPUs: j.GPUs,
 		Started: j.Started, Ended: now.UTC(), Reason: reason, PeakMiB: fig.PeakMiB, MeanUtilization: fig.MeanUtilization,
 		Fits: smallestFit(fig.PeakMiB)}
+	if !j.Queued.IsZero() {
+		h.WaitedMillis = uint64(max(0, j.Started.Sub(j.Queued).Milliseconds()))
+	}
 	for _, uuid := range j.GPUs {
 		var g PoolGPU
 		if found, err := getJSON(tx, bucketGPUs, []byte(uuid), &g); err == nil && found && !slices.Contains(h.Nodes, g.Node) {

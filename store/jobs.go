@@ -52,7 +52,7 @@ func (r *Registry) SetPool(ctx context.Context, gpus []PoolGPU) (ended []uint64,
 				return err
 			}
 		}
-		return nil
+		return r.schedule(tx) // new GPUs may start waiting jobs
 	})
 	return ended, ioError(err)
 }
@@ -77,6 +77,12 @@ func (r *Registry) Pool(ctx context.Context) ([]PoolEntry, error) {
 }
 
 func loadPool(tx Tx) ([]PoolEntry, error) {
+	pool, _, err := loadPoolJobs(tx)
+	return pool, err
+}
+
+// loadPoolJobs is loadPool with the jobs it read, by id.
+func loadPoolJobs(tx Tx) ([]PoolEntry, map[uint64]Job, error) {
 	// Three range reads, whatever the pool's size: one round trip each on etcd.
 	jobs := map[uint64]Job{}
 	err := tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
@@ -86,7 +92,7 @@ func loadPool(tx Tx) ([]PoolEntry, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	bound := map[string]uint64{}
 	err = tx.ForEachPrefix(bucketBindings, nil, func(k, v []byte) error {
@@ -94,7 +100,7 @@ func loadPool(tx Tx) ([]PoolEntry, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var pool []PoolEntry
 	err = tx.ForEachPrefix(bucketGPUs, nil, func(k, v []byte) error {
@@ -118,15 +124,16 @@ func loadPool(tx Tx) ([]PoolEntry, error) {
 		}
 		return pool[i].Index < pool[j].Index
 	})
-	return pool, err
+	return pool, jobs, err
 }
 
-// Attach adds proc to the job of device id. The device's first process
-// starts a job and binds free GPUs worth the model's units, all or nothing:
-// KindNoSpace when the whole pool is too small, KindAgain when not enough
-// GPUs are free now.
+// Attach adds proc to a job of device id: to the job it is in already, or,
+// on a shared token, to the device's job; otherwise it starts a new job,
+// which waits in the queue (Job.Waiting) until the scheduler gives it its
+// GPUs, its device and its token's quota allow. KindNoSpace when the whole
+// pool is too small for the model, KindQuota when the token's unit quota is.
 func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Proc) (Job, error) {
-	return r.attach(ctx, token, id, proc, true)
+	return r.attach(ctx, token, id, proc, 0, true)
 }
 
 // AttachContained is Attach for jobs that are cgroups: the process's record
@@ -135,22 +142,37 @@ func (r *Registry) Attach(ctx context.Context, token string, id uint64, proc Pro
 // children of the one that moved; the caller ends it (EndJob) once the
 // kernel says the cgroup is empty.
 func (r *Registry) AttachContained(ctx context.Context, token string, id uint64, proc Proc) (Job, error) {
-	return r.attach(ctx, token, id, proc, false)
+	return r.attach(ctx, token, id, proc, 0, false)
 }
 
-func (r *Registry) attach(ctx context.Context, token string, id uint64, proc Proc, endEmpty bool) (Job, error) {
+// AttachMember is Attach (contained: AttachContained) of a process that the
+// node knows is part of job member already (its cgroup, or a child of its
+// processes): it stays in that job when the job is this device's.
+func (r *Registry) AttachMember(ctx context.Context, token string, id uint64, proc Proc, member uint64, contained bool) (Job, error) {
+	return r.attach(ctx, token, id, proc, member, !contained)
+}
+
+func (r *Registry) attach(ctx context.Context, token string, id uint64, proc Proc, member uint64, endEmpty bool) (Job, error) {
 	var job Job
 	err := r.eng.Update(ctx, func(tx Tx) error {
 		d, err := loadDevice(tx, token, id)
 		if err != nil {
 			return err
 		}
-		// As with cgroups, a process is in one job: attaching moves it.
-		if err := r.detachElsewhere(tx, proc, d.Job, endEmpty); err != nil {
+		t, err := loadToken(tx, token)
+		if err != nil {
 			return err
 		}
-		if d.Job != 0 {
-			if job, err = loadJob(tx, d.Job); err != nil {
+		join, err := jobToJoin(tx, d, t, proc, member)
+		if err != nil {
+			return err
+		}
+		// As with cgroups, a process is in one job: attaching moves it.
+		if err := r.detachElsewhere(tx, proc, join, endEmpty); err != nil {
+			return err
+		}
+		if join != 0 {
+			if job, err = loadJob(tx, join); err != nil {
 				return err
 			}
 			if !slices.Contains(job.Procs, proc) {
@@ -158,27 +180,70 @@ func (r *Registry) attach(ctx context.Context, token string, id uint64, proc Pro
 			}
 			return putJSON(tx, bucketJobs, u64(job.ID), job)
 		}
-		gpus, err := chooseGPUs(tx, d, r.opts.Node)
-		if err != nil {
+		if err := mayEverFit(tx, d, t); err != nil {
 			return err
 		}
 		jobID, err := nextJobID(tx)
 		if err != nil {
 			return err
 		}
-		job = Job{ID: jobID, Token: token, Device: id, Node: r.opts.Node, Procs: []Proc{proc}, GPUs: gpus, Started: r.now().UTC()}
-		for _, uuid := range gpus {
-			if err := tx.Put(bucketBindings, []byte(uuid), u64(job.ID)); err != nil {
-				return err
-			}
-		}
-		d.Job = job.ID
-		if err := putJSON(tx, bucketDevices, u64(id), d); err != nil {
-			return err
-		}
-		return putJSON(tx, bucketJobs, u64(job.ID), job)
+		job, err = r.enqueue(tx, Job{ID: jobID, Token: token, Device: id, Node: r.opts.Node, Procs: []Proc{proc}, Priority: t.Priority})
+		return err
 	})
 	return job, ioError(err)
+}
+
+// jobToJoin is the job of device d that proc joins, 0 for a new one: the
+// job it is part of, else on a shared token the device's running job (or
+// its first waiting one). On a token that is not shared, an unrelated
+// process gets a job of its own, which waits for the device (exclusive).
+func jobToJoin(tx Tx, d Device, t Token, proc Proc, member uint64) (uint64, error) {
+	var first uint64 // the device's first waiting job
+	join := uint64(0)
+	err := tx.ForEachPrefix(bucketJobs, nil, func(k, v []byte) error {
+		var j Job
+		if err := decodeJSON(bucketJobs, k, v, &j); err != nil {
+			return err
+		}
+		if j.Device != d.ID || j.Token != d.Token {
+			return nil
+		}
+		if j.ID == member || slices.Contains(j.Procs, proc) {
+			join = j.ID
+		}
+		if j.Waiting && first == 0 {
+			first = j.ID
+		}
+		return nil
+	})
+	switch {
+	case err != nil || join != 0 || !t.Shared:
+		return join, err
+	case d.Job != 0:
+		return d.Job, nil
+	}
+	return first, nil
+}
+
+// mayEverFit refuses a job that could never start: its model is larger than
+// the whole pool, or than its token's unit quota.
+func mayEverFit(tx Tx, d Device, t Token) error {
+	m := d.ModelInfo()
+	pool, err := loadPool(tx)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, g := range pool {
+		total += g.Units
+	}
+	switch {
+	case total < m.Units:
+		return errorf(KindNoSpace, "Device %d (%s) needs %d GPU units; the whole pool has %d.", d.ID, m.Name, m.Units, total)
+	case t.MaxUnits > 0 && m.Units > t.MaxUnits:
+		return errorf(KindQuota, "Device %d (%s) needs %d GPU units; the token's quota (max_units) is %d.", d.ID, m.Name, m.Units, t.MaxUnits)
+	}
+	return nil
 }
 
 // detachElsewhere removes proc from every job but keep; a job left empty
@@ -204,76 +269,6 @@ func (r *Registry) detachElsewhere(tx Tx, proc Proc, keep uint64, endEmpty bool)
 		}
 	}
 	return err
-}
-
-// chooseGPUs picks free GPUs worth the units of the device's model: from
-// local (the node where the job attaches) when they fit there, else from
-// as few nodes as possible, local first, then those with the most free units.
-func chooseGPUs(tx Tx, d Device, local string) ([]string, error) {
-	m := d.ModelInfo()
-	pool, err := loadPool(tx)
-	if err != nil {
-		return nil, err
-	}
-	total := 0
-	free := map[string][]PoolEntry{} // node → free GPUs, in index order
-	freeUnits := map[string]int{}
-	var nodes []string
-	for _, g := range pool {
-		total += g.Units
-		if g.Job != 0 || g.Units == 0 {
-			continue
-		}
-		if _, seen := free[g.Node]; !seen {
-			nodes = append(nodes, g.Node)
-		}
-		free[g.Node] = append(free[g.Node], g)
-		freeUnits[g.Node] += g.Units
-	}
-	switch {
-	case total < m.Units:
-		return nil, errorf(KindNoSpace, "Device %d (%s) needs %d GPU units; the whole pool has %d.", d.ID, m.Name, m.Units, total)
-	case countFree(pool) < m.Units:
-		return nil, errorf(KindAgain, "Not enough resources are currently available: device %d (%s) needs %d GPU units, %d are free.", d.ID, m.Name, m.Units, countFree(pool))
-	}
-	sort.SliceStable(nodes, func(i, j int) bool {
-		if (nodes[i] == local) != (nodes[j] == local) {
-			return nodes[i] == local
-		}
-		return freeUnits[nodes[i]] > freeUnits[nodes[j]]
-	})
-	best := "" // one node that suffices alone: local, else the fullest that does
-	for _, node := range nodes {
-		fits := freeUnits[node] >= m.Units
-		if fits && (best == "" || node == local || best != local && freeUnits[node] < freeUnits[best]) {
-			best = node
-		}
-	}
-	if best != "" {
-		nodes = []string{best}
-	}
-	var picked []string
-	units := 0
-	for _, node := range nodes {
-		for _, g := range free[node] {
-			if units >= m.Units {
-				return picked, nil
-			}
-			picked = append(picked, g.UUID)
-			units += g.Units
-		}
-	}
-	return picked, nil
-}
-
-func countFree(pool []PoolEntry) int {
-	n := 0
-	for _, g := range pool {
-		if g.Job == 0 {
-			n += g.Units
-		}
-	}
-	return n
 }
 
 func nextJobID(tx Tx) (uint64, error) {
@@ -346,6 +341,9 @@ func (r *Registry) endJob(tx Tx, id uint64, reason EndReason) error {
 	if err != nil {
 		return err
 	}
+	if j.Waiting {
+		return r.dequeue(tx, j) // it never ran: no history
+	}
 	if j.Ending != "" {
 		reason = j.Ending
 	}
@@ -368,7 +366,10 @@ func (r *Registry) endJob(tx Tx, id uint64, reason EndReason) error {
 	if err := r.recordHistory(tx, j, d.Model, reason, now); err != nil {
 		return err
 	}
-	return tx.Delete(bucketJobs, u64(id))
+	if err := tx.Delete(bucketJobs, u64(id)); err != nil {
+		return err
+	}
+	return r.schedule(tx) // its GPUs, its device and its quota may start a waiting job
 }
 
 // RemoveIdle removes every device that has had no job since before cutoff.
@@ -379,7 +380,11 @@ func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) (removed []
 	err = r.eng.Update(ctx, func(tx Tx) error {
 		removed, oldest = nil, time.Time{}
 		var stale []Device
-		err := tx.ForEachPrefix(bucketDevices, nil, func(k, v []byte) error {
+		waited, err := waitedDevices(tx)
+		if err != nil {
+			return err
+		}
+		err = tx.ForEachPrefix(bucketDevices, nil, func(k, v []byte) error {
 			var d Device
 			if err := decodeJSON(bucketDevices, k, v, &d); err != nil {
 				return err
@@ -389,7 +394,7 @@ func (r *Registry) RemoveIdle(ctx context.Context, cutoff time.Time) (removed []
 				idle = d.Created // a device stored before jobs existed
 			}
 			switch {
-			case d.Job != 0:
+			case d.Job != 0 || waited[d.ID]: // a waiting job keeps its device too
 			case idle.Before(cutoff):
 				stale = append(stale, d)
 			case oldest.IsZero() || idle.Before(oldest):
@@ -444,4 +449,23 @@ func (r *Registry) JobRunning(ctx context.Context, id uint64) (bool, error) {
 		return nil
 	})
 	return found, ioError(err)
+}
+
+// waitedDevices is the devices that jobs wait for in the queue.
+func waitedDevices(tx Tx) (map[uint64]bool, error) { return waitedDevicesOf(tx, "") }
+
+// waitedDevicesOf is waitedDevices of one token's ("": of every token).
+func waitedDevicesOf(tx Tx, token string) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	err := tx.ForEachPrefix(bucketQueue, nil, func(_, v []byte) error {
+		var j Job
+		if _, err := getJSON(tx, bucketJobs, v, &j); err != nil {
+			return err
+		}
+		if token == "" || j.Token == token {
+			out[j.Device] = true
+		}
+		return nil
+	})
+	return out, err
 }

@@ -8,14 +8,17 @@ import (
 // Token is one holder of devices: a user or a team.
 type Token struct {
 	Name       string `json:"name"`
-	Number     uint64 `json:"number"`      // stable small integer, for inode numbers
-	MaxDevices int    `json:"max_devices"` // the device limit
-	Current    uint64 `json:"current"`     // current device id, 0 when none
-	UseCount   uint64 `json:"use_count"`   // bumped each time a device becomes current
-	SecretHash []byte `json:"secret_hash"` // sha256 of the secret; empty for the open default token
-	Nonce      []byte `json:"nonce"`       // with the node key, derives the secret (see secrets.go)
-	UIDs       []int  `json:"uids"`        // the users bound to it
-	UnitMillis uint64 `json:"unit_millis"` // GPU units × milliseconds its ended jobs held
+	Number     uint64 `json:"number"`              // stable small integer, for inode numbers
+	MaxDevices int    `json:"max_devices"`         // the device limit
+	Current    uint64 `json:"current"`             // current device id, 0 when none
+	UseCount   uint64 `json:"use_count"`           // bumped each time a device becomes current
+	SecretHash []byte `json:"secret_hash"`         // sha256 of the secret; empty for the open default token
+	Nonce      []byte `json:"nonce"`               // with the node key, derives the secret (see secrets.go)
+	UIDs       []int  `json:"uids"`                // the users bound to it
+	UnitMillis uint64 `json:"unit_millis"`         // GPU units × milliseconds its ended jobs held
+	Priority   int    `json:"priority,omitempty"`  // queue order: higher first (MinPriority…MaxPriority)
+	Shared     bool   `json:"shared,omitempty"`    // a process attached to a busy device joins its job rather than wait
+	MaxUnits   int    `json:"max_units,omitempty"` // the most GPU units its running jobs hold at once; 0: no quota
 	// IdleJobTimeout overrides --idle-job-timeout for its jobs: 0 keeps the
 	// daemon's, IdleNever turns the reset off.
 	IdleJobTimeout time.Duration `json:"idle_job_timeout,omitempty"`
@@ -59,6 +62,12 @@ type Job struct {
 	GPUs    []string  `json:"gpus"` // UUIDs, bound for as long as the job runs
 	Started time.Time `json:"started"`
 	Ending  EndReason `json:"ending,omitempty"` // why it is being stopped (a reset under way), for its history
+	// Waiting says the job is in the queue: it holds no GPU, and its
+	// processes may open none, until the scheduler starts it.
+	Waiting  bool      `json:"waiting,omitempty"`
+	Queued   time.Time `json:"queued,omitzero"`    // when it began to wait; zero when it started at once
+	Priority int       `json:"priority,omitempty"` // its token's priority when it was queued: its place
+	Units    int       `json:"units,omitempty"`    // the units of its model when it started: what its quota counts
 }
 
 // ModelInfo returns the catalogue entry of the device's model.

@@ -35,6 +35,8 @@ type Registry struct {
 	remoteChanges atomic.Uint64                               // FollowOthers's batches
 	remoteHook    atomic.Pointer[func(RemoteChange)]          // OnRemoteChange
 	binds         bindThrottle                                // who may try a secret again, and when
+	noHold        bool                                        // tests only: the queue's head holds nothing (plan)
+	jobsChanged   changeBroadcast                             // jobs, the queue or devices changed, here or on another node
 }
 
 // Open prepares the registry on eng: the default token exists with the
@@ -55,7 +57,8 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	if opts.HistoryKeep == 0 {
 		opts.HistoryKeep = 1000
 	}
-	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
+	r := &Registry{opts: opts, Errors: NewErrorLog(), now: time.Now}
+	r.eng = &notifyingEngine{Engine: eng, changed: &r.jobsChanged}
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err
@@ -252,6 +255,12 @@ func removeDevice(tx Tx, token string, id uint64) error {
 	if d.Job != 0 {
 		return errorf(KindBusy, "Device %d is running job %d: stop it first (moreh-smi -r).", id, d.Job)
 	}
+	if waited, err := waitedDevices(tx); err != nil || waited[id] {
+		if err == nil {
+			err = errorf(KindBusy, "A job waits in the queue for device %d: stop its processes first.", id)
+		}
+		return err
+	}
 	if err := tx.Delete(bucketDevices, u64(id)); err != nil {
 		return err
 	}
@@ -305,6 +314,12 @@ func (r *Registry) SetModel(ctx context.Context, token string, id uint64, model 
 		}
 		if d.Job != 0 {
 			return errorf(KindBusy, "The model cannot be switched while the KT AI Accelerator is in use.")
+		}
+		if waited, err := waitedDevices(tx); err != nil || waited[id] {
+			if err == nil {
+				err = errorf(KindBusy, "The model cannot be switched while a job waits for the KT AI Accelerator.")
+			}
+			return err
 		}
 		d.Model = m.Name
 		return putJSON(tx, bucketDevices, u64(id), d)

@@ -14,6 +14,7 @@ var (
 	bucketUIDs         = []byte("uids")          // u64(uid) → token name: who is bound to which token
 	bucketSecrets      = []byte("secrets")       // sha256(secret) → token name
 	bucketHistory      = []byte("history")       // token name, 0, u64(job id) → HistoryEntry (JSON): ended jobs
+	bucketQueue        = []byte("queue")         // queueKey(priority, job id) → u64(job id): waiting jobs, in order
 
 	keyNextDeviceID = []byte("next_device_id") // u64: the next id to hand out; ids are never reused
 	keyNextTokenID  = []byte("next_token_id")  // u64: the next token number (used for inode numbers)
@@ -22,12 +23,12 @@ var (
 
 	keyTokenKeyCheck = []byte("token_key_check") // HMAC(token key, "moreh key check"): which key the secrets derive from (keycheck.go)
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets, bucketHistory}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketDevices, bucketTokenDevices, bucketGPUs, bucketBindings, bucketJobs, bucketUIDs, bucketSecrets, bucketHistory, bucketQueue}
 )
 
 // schemaVersion is the layout this binary reads and writes; a store written
 // by a newer one is refused at open rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2 // 2: the queue, and jobs that wait in it
 
 // u64 encodes n big-endian so that byte order is numeric order.
 func u64(n uint64) []byte {
@@ -51,4 +52,10 @@ func tokenDevicePrefix(token string) []byte {
 
 func tokenDeviceKey(token string, id uint64) []byte {
 	return append(tokenDevicePrefix(token), u64(id)...)
+}
+
+// queueKey orders waiting jobs by priority, higher first, then by arrival
+// (job ids only grow): one byte 99-priority, then the id, big-endian.
+func queueKey(priority int, job uint64) []byte {
+	return append([]byte{byte(MaxPriority - priority)}, u64(job)...)
 }

@@ -138,18 +138,6 @@ func (r *Registry) SetMaxDevices(ctx context.Context, name string, n int) error 
 	return r.updateToken(ctx, name, func(t *Token) { t.MaxDevices = n })
 }
 
-// updateToken changes one token's record in one transaction.
-func (r *Registry) updateToken(ctx context.Context, name string, change func(*Token)) error {
-	return ioError(r.eng.Update(ctx, func(tx Tx) error {
-		t, err := loadToken(tx, name)
-		if err != nil {
-			return err
-		}
-		change(&t)
-		return putJSON(tx, bucketTokens, []byte(name), t)
-	}))
-}
-
 // SetIdleJobTimeout sets the token's override of --idle-job-timeout (0:
 // the daemon's; IdleNever: off).
 func (r *Registry) SetIdleJobTimeout(ctx context.Context, name string, d time.Duration) error {

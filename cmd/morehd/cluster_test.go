@@ -131,6 +131,10 @@ func TestClusterJobSpansNodes(t *testing.T) {
 	if env != "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7\nHIP_VISIBLE_DEVICES=0,1,2,3,4,5,6,7\nMOREH_DEVICE=2026\nMOREH_HOSTS=node-a,node-b\n" {
 		t.Errorf("env of a two-node job:\n%s", env)
 	}
+	// moreh-run joins the running job only on a shared token: devices are exclusive.
+	if err := os.WriteFile(a.Path("admin", "tokens", "default", "shared"), []byte("1\n"), 0); err != nil {
+		t.Fatal(err)
+	}
 	run := exec.Command("bash", "../../scripts/moreh-run", "-i", "2026", "--", "printenv", "MOREH_HOSTS")
 	run.Env = append(os.Environ(), "MOREH_ROOT="+a.Mount)
 	if out, err := run.CombinedOutput(); err != nil || !strings.HasSuffix(string(out), "node-a,node-b\n") {

@@ -382,9 +382,11 @@ func TestOrphanJobSurvivesDaemonKill(t *testing.T) {
 	other, _ := startJobProc(t)
 	attach(t, d, b, other.Process.Pid)
 	third, _ := startJobProc(t)
-	err := writeCmd(d.Path("devices", c, "procs"), strconv.Itoa(third.Process.Pid))
-	if !errors.Is(err, syscall.EAGAIN) {
-		t.Errorf("a third job on a two-GPU pool = %v, want EAGAIN", err)
+	if err := writeCmd(d.Path("devices", c, "procs"), strconv.Itoa(third.Process.Pid)); err != nil {
+		t.Errorf("a third job on a two-GPU pool = %v, want it queued", err)
+	}
+	if q := strings.Fields(read(t, d.Path("queue"))); len(q) != 7 || q[3] != c {
+		t.Errorf("queue = %q, want the third job waiting", q)
 	}
 	pool := read(t, d.Path("pool"))
 	if strings.Count(pool, " "+a+" ") != 1 || strings.Count(pool, " "+b+" ") != 1 {
@@ -397,6 +399,7 @@ func TestOrphanJobSurvivesDaemonKill(t *testing.T) {
 	if !bound(t, d, b) {
 		t.Errorf("job b was released with the orphan")
 	}
+	morehdtest.Eventually(t, 5*time.Second, "the queued third job takes the orphan's GPU", func() bool { return bound(t, d, c) })
 }
 
 // TestReleaseLatency measures, over 50 jobs, how long after its last

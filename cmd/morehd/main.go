@@ -152,6 +152,7 @@ func serve(cfg config, log *slog.Logger) error {
 		// has unmounted and closed the state (nor after, on its way out).
 		signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		log.Info("stopping", "mount", cfg.mount)
+		rt.Drain() // reads blocked on the queue end, so that the mount can go
 		unmount(mount, cfg.mount, log, done)
 	case <-done:
 		log.Warn("the mount went away", "mount", cfg.mount)

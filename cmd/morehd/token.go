@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-const tokenUsage = `Usage: morehd token add NAME [--max-devices N] [--mount DIR]
+const tokenUsage = `Usage: morehd token add NAME [--max-devices N] [--priority N] [--max-units N] [--mount DIR]
        morehd token list [--mount DIR]
        morehd token rm NAME [--mount DIR]
        morehd token rotate-key [--db PATH] [--store etcd --etcd-endpoints URLS ...]
@@ -34,8 +34,8 @@ var tokenCommands = map[string]struct {
 	usage string
 	args  int
 }{
-	"add":        {"morehd token add NAME [--max-devices N] [--mount DIR]\n\nCreates the token NAME and prints its secret.\n", 1},
-	"list":       {"morehd token list [--mount DIR]\n\nLists the tokens: name, devices used/max, bound uids.\n", 0},
+	"add":        {"morehd token add NAME [--max-devices N] [--priority N] [--max-units N] [--mount DIR]\n\nCreates the token NAME and prints its secret.\n", 1},
+	"list":       {"morehd token list [--mount DIR]\n\nLists the tokens: name, devices used/max, priority, unit quota, shared, bound uids.\n", 0},
 	"rm":         {"morehd token rm NAME [--mount DIR]\n\nRevokes the token NAME (refused while it has devices).\n", 1},
 	"rotate-key": {"morehd token rotate-key [--db PATH] [--store etcd --etcd-endpoints URLS ...]\n\nWith morehd stopped (on etcd: every node), makes a new token.key beside --db and gives every token a new secret.\n", 0},
 }
@@ -54,6 +54,8 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	f.StringVar(&state.etcdCACert, "etcd-cacert", "", "CA certificate that signed etcd's (rotate-key --store etcd)")
 	f.StringVar(&state.etcdCert, "etcd-cert", "", "client certificate for etcd (rotate-key --store etcd)")
 	f.StringVar(&state.etcdKey, "etcd-key", "", "client key for etcd (rotate-key --store etcd)")
+	priority := f.String("priority", "", "queue priority of the new token, -99 to 99 (default 0)")
+	maxUnits := f.String("max-units", "", "GPU unit quota of the new token's running jobs (default none)")
 	help := f.BoolP("help", "h", false, "show this help")
 	err := f.Parse(args)
 	cmd, rest := f.Arg(0), f.Args()
@@ -84,8 +86,8 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 			what = "takes no arguments"
 		}
 		return usageError(fmt.Sprintf("%s %s (usage: %s)", cmd, what, strings.SplitN(sub.usage, "\n", 2)[0]))
-	case cmd != "add" && f.Changed("max-devices"):
-		return usageError("--max-devices goes with add only")
+	case cmd != "add" && (f.Changed("max-devices") || f.Changed("priority") || f.Changed("max-units")):
+		return usageError("--max-devices, --priority and --max-units go with add only")
 	case cmd != "rotate-key" && changedAny(f, "db", "store", "etcd-endpoints", "etcd-cacert", "etcd-cert", "etcd-key"):
 		return usageError("--db, --store and the --etcd flags go with rotate-key only")
 	case state.store != "bolt" && state.store != "etcd":
@@ -96,7 +98,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	case "list":
 		err = listTokens(*mount, stdout)
 	case "add":
-		err = addToken(admin, rest[0], *maxDevices, stdout)
+		err = addToken(admin, rest[0], *maxDevices, map[string]string{"priority": *priority, "max_units": *maxUnits}, stdout)
 	case "rotate-key":
 		state.etcdLeaseTTL = 10 * time.Second
 		if err := rotateKey(state, stdout, stderr); err != nil {
@@ -127,7 +129,9 @@ func changedAny(f *pflag.FlagSet, names ...string) bool {
 	return false
 }
 
-func addToken(admin, name string, maxDevices int, stdout io.Writer) error {
+// addToken creates the token and writes its settings; the daemon checks
+// each value (a refused one leaves the token with its default, and fails).
+func addToken(admin, name string, maxDevices int, settings map[string]string, stdout io.Writer) error {
 	dir := filepath.Join(admin, name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
@@ -135,6 +139,13 @@ func addToken(admin, name string, maxDevices int, stdout io.Writer) error {
 	if maxDevices > 0 {
 		if err := os.WriteFile(filepath.Join(dir, "max_devices"), []byte(strconv.Itoa(maxDevices)+"\n"), 0); err != nil {
 			return err
+		}
+	}
+	for _, file := range []string{"priority", "max_units"} {
+		if v := settings[file]; v != "" {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(v+"\n"), 0); err != nil {
+				return err
+			}
 		}
 	}
 	secret, err := os.ReadFile(filepath.Join(dir, "secret"))
@@ -145,14 +156,15 @@ func addToken(admin, name string, maxDevices int, stdout io.Writer) error {
 	return nil
 }
 
-// listTokens prints one line per token: name, devices used/max, bound uids.
+// listTokens prints one line per token: name, devices used/max, priority,
+// unit quota, shared, bound uids.
 func listTokens(mount string, stdout io.Writer) error {
 	admin := filepath.Join(mount, "admin", "tokens")
 	entries, err := os.ReadDir(admin)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%-32s  %-7s  %s\n", "TOKEN", "DEVICES", "UIDS")
+	fmt.Fprintf(stdout, "%-32s  %-7s  %-8s  %-9s  %-6s  %s\n", "TOKEN", "DEVICES", "PRIORITY", "MAX_UNITS", "SHARED", "UIDS")
 	for _, e := range entries {
 		limit, err := os.ReadFile(filepath.Join(mount, "tokens", e.Name(), "limit"))
 		if err != nil {
@@ -162,13 +174,22 @@ func listTokens(mount string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		sched := map[string]string{}
+		for _, file := range []string{"priority", "max_units", "shared"} {
+			b, err := os.ReadFile(filepath.Join(admin, e.Name(), file))
+			if err != nil {
+				return err
+			}
+			sched[file] = strings.TrimSpace(string(b))
+		}
+		shared := map[string]string{"1": "yes", "0": "no"}[sched["shared"]]
 		var max, used string
 		fmt.Sscanf(string(limit), "max %s\nused %s", &max, &used)
 		list := strings.Join(strings.Fields(string(uids)), ",")
 		if list == "" {
 			list = "-"
 		}
-		fmt.Fprintf(stdout, "%-32s  %-7s  %s\n", e.Name(), used+"/"+max, list)
+		fmt.Fprintf(stdout, "%-32s  %-7s  %-8s  %-9s  %-6s  %s\n", e.Name(), used+"/"+max, sched["priority"], sched["max_units"], shared, list)
 	}
 	return nil
 }

@@ -27,12 +27,20 @@ import (
 
 func TestTokenCommand(t *testing.T) {
 	d := morehdtest.Start(t)
-	code, secret, stderr := runMorehd(t, "token", "add", "alice", "--max-devices", "2", "--mount", d.Mount)
+	code, secret, stderr := runMorehd(t, "token", "add", "alice", "--max-devices", "2", "--priority", "-5", "--max-units", "4", "--mount", d.Mount)
 	if code != 0 || !strings.HasPrefix(secret, "mrh_") || len(secret) != 45 || stderr != "" {
 		t.Fatalf("token add: %d %q %q", code, secret, stderr)
 	}
-	if got := read(t, d.Path("admin", "tokens", "alice", "max_devices")); got != "2\n" {
-		t.Errorf("max_devices = %q", got)
+	for file, want := range map[string]string{"max_devices": "2\n", "priority": "-5\n", "max_units": "4\n", "shared": "0\n"} {
+		if got := read(t, d.Path("admin", "tokens", "alice", file)); got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+	if code, _, stderr := runMorehd(t, "token", "add", "bob", "--priority", "+5", "--mount", d.Mount); code != 1 || !strings.Contains(stderr, "invalid argument") {
+		t.Errorf("token add --priority +5: %d %q, want exit 1 and EINVAL", code, stderr)
+	}
+	if code, _, _ := runMorehd(t, "token", "rm", "bob", "--mount", d.Mount); code != 0 {
+		t.Errorf("token rm bob: exit %d", code)
 	}
 	if err := os.WriteFile(d.Path("token"), []byte(secret), 0); err != nil {
 		t.Fatalf("root binds to alice: %v", err)
@@ -41,7 +49,9 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ := runMorehd(t, "token", "list", "--mount", d.Mount)
-	want := "TOKEN                             DEVICES  UIDS\nalice                             1/2      0\ndefault                           0/5      -\n"
+	want := "TOKEN                             DEVICES  PRIORITY  MAX_UNITS  SHARED  UIDS\n" +
+		"alice                             1/2      -5        4          no      0\n" +
+		"default                           0/5      0         none       no      -\n"
 	if code != 0 || out != want {
 		t.Errorf("token list:\n%s\nwant:\n%s", out, want)
 	}

@@ -133,9 +133,9 @@ func TestTokenSubcommandMessages(t *testing.T) {
 		args   []string
 		stdout string // a prefix
 	}{
-		{[]string{"token", "--help"}, "Usage: morehd token add NAME [--max-devices N] [--mount DIR]\n       morehd token list"},
+		{[]string{"token", "--help"}, "Usage: morehd token add NAME [--max-devices N] [--priority N] [--max-units N] [--mount DIR]\n       morehd token list"},
 		{[]string{"token", "-h"}, "Usage: morehd token add NAME"},
-		{[]string{"token", "add", "bob", "--help"}, "Usage: morehd token add NAME [--max-devices N] [--mount DIR]\n\nCreates"},
+		{[]string{"token", "add", "bob", "--help"}, "Usage: morehd token add NAME [--max-devices N] [--priority N] [--max-units N] [--mount DIR]\n\nCreates"},
 		{[]string{"token", "add", "--help", "bob", "--max-devices", "3"}, "Usage: morehd token add NAME"},
 		{[]string{"token", "rm", "default", "--help"}, "Usage: morehd token rm NAME [--mount DIR]\n\nRevokes"},
 		{[]string{"token", "list", "-h"}, "Usage: morehd token list [--mount DIR]\n\nLists"},
@@ -155,10 +155,10 @@ func TestTokenSubcommandMessages(t *testing.T) {
 	}{
 		{[]string{"token", "foo"}, `unknown command "foo": the commands are add, list, rm and rotate-key`},
 		{[]string{"token"}, "say add, list, rm or rotate-key"},
-		{[]string{"token", "add"}, "add needs one token NAME (usage: morehd token add NAME [--max-devices N] [--mount DIR])"},
+		{[]string{"token", "add"}, "add needs one token NAME (usage: morehd token add NAME [--max-devices N] [--priority N] [--max-units N] [--mount DIR])"},
 		{[]string{"token", "rm", "a", "b"}, "rm needs one token NAME (usage: morehd token rm NAME [--mount DIR])"},
 		{[]string{"token", "list", "x"}, "list takes no arguments (usage: morehd token list [--mount DIR])"},
-		{[]string{"token", "list", "--max-devices", "2"}, "--max-devices goes with add only"},
+		{[]string{"token", "list", "--max-devices", "2"}, "--max-devices, --priority and --max-units go with add only"},
 		{[]string{"token", "add", "x", "--bogus"}, "unknown flag: --bogus"},
 	} {
 		code, stdout, stderr := runMorehd(t, append(tc.args, "--mount", d.Mount)...)

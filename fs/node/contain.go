@@ -115,11 +115,13 @@ func (rt *Runtime) ensureGroup(job store.Job) (*jobGroup, error) {
 // attachContained is Attach where jobs are cgroups: the store binds the GPUs
 // (one transaction), the runtime makes the job's cgroup and moves the
 // process in, and watches the cgroup for the kernel's "empty".
-func (rt *Runtime) attachContained(ctx context.Context, token string, id uint64, proc store.Proc) (store.Job, error) {
+// A job that waits in the queue gets its cgroup at once, allowing no GPU
+// node until it starts (followQueue replaces the filter).
+func (rt *Runtime) attachContained(ctx context.Context, token string, id uint64, proc store.Proc, member uint64) (store.Job, error) {
 	c := rt.cg
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	job, err := rt.reg.AttachContained(ctx, token, id, proc)
+	job, err := rt.reg.AttachMember(ctx, token, id, proc, member, true)
 	if err != nil {
 		return job, err
 	}

@@ -60,6 +60,7 @@ type Runtime struct {
 	cg         *jobGroups    // nil: jobs are supervised through /proc
 	stopped    chan struct{} // closed once Start's context ends
 	rounds     atomic.Uint64 // supervisor rounds so far
+	queue      queueWaiters  // this node's jobs that wait in the queue
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -86,6 +87,7 @@ func New(cfg Config) *Runtime {
 	for _, g := range cfg.Probe.GPUs() {
 		rt.index[g.UUID] = g.Index
 	}
+	rt.queue.init()
 	rt.reg.OnJobFigures(rt.figures.of)
 	if cfg.Cgroups != nil {
 		w, err := cgroup.NewWatcher()
@@ -138,6 +140,7 @@ func (rt *Runtime) Start(ctx context.Context) {
 	rt.running.Go(func() { rt.supervise(ctx) })
 	rt.running.Go(func() { rt.keepPlace(ctx) })
 	rt.running.Go(func() { rt.reg.FollowOthers(ctx) })
+	rt.running.Go(func() { rt.followQueue(ctx) })
 }
 
 // Wait returns once everything Start began has stopped.

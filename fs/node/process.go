@@ -33,17 +33,27 @@ func (rt *Runtime) Attach(ctx context.Context, caller Caller, token string, id u
 		return store.Job{}, err
 	}
 	proc := store.Proc{PID: pid, Start: info.Start}
+	var jobs []store.Job
+	if rt.cg == nil { // the /proc tree says whose child it is; a cgroup says so itself
+		if jobs, err = rt.reg.Jobs(ctx); err != nil {
+			return store.Job{}, err
+		}
+	}
+	member := rt.memberOf(pid, jobs) // a child of a job's process stays in its job
 	var job store.Job
 	if rt.cg != nil {
-		job, err = rt.attachContained(ctx, token, id, proc)
+		job, err = rt.attachContained(ctx, token, id, proc, member)
 	} else {
-		job, err = rt.reg.Attach(ctx, token, id, proc)
+		job, err = rt.reg.AttachMember(ctx, token, id, proc, member, false)
 	}
 	if err != nil {
 		return job, err
 	}
 	rt.noteJob(job)
-	rt.cfg.Log.Info("process attached", "token", token, "device", id, "job", job.ID, "pid", pid, "gpus", len(job.GPUs))
+	if job.Waiting {
+		rt.queue.add(job.ID) // the follower frees it once the store starts it
+	}
+	rt.cfg.Log.Info("process attached", "token", token, "device", id, "job", job.ID, "pid", pid, "gpus", len(job.GPUs), "waiting", job.Waiting)
 	rt.sampler.Kick()
 	return job, nil
 }
@@ -118,7 +128,15 @@ func (rt *Runtime) Reset(ctx context.Context, caller Caller, token string, id ui
 		return err
 	}
 	if job.ID == 0 {
-		return store.Errorf(store.KindNoProcess, "Device %d is not running a job.", id)
+		// No job runs: a reset stops the first job that waits for the device.
+		waiting, err := rt.reg.DeviceWaiting(ctx, token, id)
+		if err != nil {
+			return err
+		}
+		if len(waiting) == 0 {
+			return store.Errorf(store.KindNoProcess, "Device %d is not running a job.", id)
+		}
+		job = waiting[0]
 	}
 	if rt.cg != nil {
 		if err := rt.resetContained(context.WithoutCancel(ctx), caller, job, store.EndReset); err != nil {
@@ -184,8 +202,15 @@ func (rt *Runtime) stopJob(ctx context.Context, job store.Job, reason store.EndR
 
 // Procs lists the pids of the device's job: where jobs are cgroups, every
 // process of its cgroup, in order; otherwise those the supervisor follows.
+// While no job runs, those of the first job that waits for the device.
 func (rt *Runtime) Procs(ctx context.Context, token string, id uint64) ([]int, error) {
 	_, job, err := rt.reg.DeviceJob(ctx, token, id)
+	if err == nil && job.ID == 0 {
+		var waiting []store.Job
+		if waiting, err = rt.reg.DeviceWaiting(ctx, token, id); len(waiting) > 0 {
+			job = waiting[0]
+		}
+	}
 	procs := rt.jobProcs(job)
 	pids := make([]int, len(procs))
 	for i, p := range procs {

@@ -46,7 +46,6 @@ func (rt *Runtime) Round(ctx context.Context) {
 		(rt.cg != nil || !rt.procsChanged(*jobs)) {
 		if rt.cg != nil && n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0 {
 			rt.assign(ctx, *jobs) // new processes of the jobs' cgroups, for the probe
-			return
 		}
 		rt.followFigures(ctx, *jobs)
 		return
@@ -85,6 +84,7 @@ func (rt *Runtime) Round(ctx context.Context) {
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
 		rt.loadIdleOverrides(ctx, jobs)
 		rt.assign(ctx, jobs)
+		rt.followFigures(ctx, jobs) // every sample counts, whichever round sees it
 	} else {
 		rt.dirty.Store(true) // read again next round
 	}

@@ -22,8 +22,9 @@ type Usage struct {
 // DeviceStatus is a device with its job and figures.
 type DeviceStatus struct {
 	store.Device
-	Job   store.Job // the zero Job when none runs
-	Usage Usage
+	Job     store.Job // the zero Job when none runs
+	Usage   Usage
+	Waiting bool // a job waits in the queue for this device
 }
 
 // ProcessStatus is one process of a job, named and measured by the last sample.
@@ -48,6 +49,10 @@ func (rt *Runtime) TokenStatus(ctx context.Context, token string, device uint64)
 	if err != nil {
 		return TokenStatus{}, err
 	}
+	waited, err := rt.reg.WaitedDevices(ctx, token)
+	if err != nil {
+		return TokenStatus{}, err
+	}
 	snap := rt.sampler.Latest()
 	st := TokenStatus{Token: v.Token}
 	for _, d := range v.Devices {
@@ -55,7 +60,7 @@ func (rt *Runtime) TokenStatus(ctx context.Context, token string, device uint64)
 			continue
 		}
 		job := v.Jobs[d.ID]
-		st.Devices = append(st.Devices, DeviceStatus{Device: d, Job: job, Usage: rt.usage(snap, d, job)})
+		st.Devices = append(st.Devices, DeviceStatus{Device: d, Job: job, Usage: rt.usage(snap, d, job), Waiting: waited[d.ID]})
 		st.Processes = rt.appendProcesses(st.Processes, snap, job)
 	}
 	if device != 0 && len(st.Devices) == 0 {
