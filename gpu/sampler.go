@@ -31,15 +31,17 @@ func (s *Snapshot) ProcessMiB(pid int) uint64 {
 // of a file waits on hardware: readers take the last snapshot, and a probe
 // call that hangs only delays the next one.
 type Sampler struct {
-	probe    Probe
-	every    time.Duration
-	log      *slog.Logger
-	latest   atomic.Pointer[Snapshot]
-	running  atomic.Bool
-	kick     chan struct{}
-	procs    ProcFS                   // where names are read
-	named    atomic.Pointer[[]ProcID] // whose names each sample reads (NameProcesses)
-	sampling sync.WaitGroup           // the sample in flight, joined when Run returns
+	probe     Probe
+	every     time.Duration
+	log       *slog.Logger
+	latest    atomic.Pointer[Snapshot]
+	running   atomic.Bool
+	kick      chan struct{}
+	procs     ProcFS                     // where names are read
+	named     atomic.Pointer[namedProcs] // whose names each sample reads (NameProcesses)
+	namesMu   sync.Mutex                 // orders readNames of overlapping samples
+	lastNames namesRead
+	sampling  sync.WaitGroup // the sample in flight, joined when Run returns
 }
 
 // NewSampler samples p every interval once Run starts.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moreh-io/moreh/fs/node/cgroup"
+	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
 
@@ -32,6 +33,8 @@ type jobGroups struct {
 	memory  bool // the subtree has the memory controller: figures from memory.current
 
 	changed atomic.Bool // a job was attached or released: the probe learns it next round
+
+	assignedUsec atomic.Uint64 // 1 + the jobs' CPU time when the probe last learned their processes; 0: unknown
 
 	// mu orders attach (store, then cgroup) against release (cgroup, then
 	// store): a release never ends a job that an attach is filling.
@@ -110,6 +113,31 @@ func (rt *Runtime) ensureGroup(job store.Job) (*jobGroup, error) {
 	jg := &jobGroup{g: g, job: job, ended: make(chan struct{})}
 	c.groups[job.ID] = jg
 	return jg, nil
+}
+
+// clock is the jobs' CPU time in one read (the subtree's cpu.stat), noted
+// as the time of this assignment: a sample that finds it unchanged reads
+// nothing per job, since no process of a job ran, forked or exited.
+func (c *jobGroups) clock() gpu.JobsClock {
+	if usec, err := c.mgr.CPUUsec(); err == nil {
+		c.assignedUsec.Store(usec + 1)
+	} else {
+		c.assignedUsec.Store(0)
+	}
+	return func() (uint64, bool) {
+		usec, err := c.mgr.CPUUsec()
+		return usec, err == nil
+	}
+}
+
+// ranSinceAssign says whether a process of jobs may have run, forked or
+// exited since the probe last learned their processes: one read for all.
+func (c *jobGroups) ranSinceAssign(jobs []store.Job) bool {
+	if len(jobs) == 0 {
+		return false
+	}
+	usec, err := c.mgr.CPUUsec()
+	return err != nil || usec+1 != c.assignedUsec.Load()
 }
 
 // attachContained is Attach where jobs are cgroups: the store binds the GPUs

@@ -56,6 +56,7 @@ type Runtime struct {
 	// The supervisor's own: what it saw last.
 	seenRemote    uint64
 	idleCheckedAt time.Time
+	followedSnap  *gpu.Snapshot // the sample the jobs' figures last counted
 	running       sync.WaitGroup
 	cg            *jobGroups    // nil: jobs are supervised through /proc
 	stopped       chan struct{} // closed once Start's context ends

@@ -44,11 +44,13 @@ func (rt *Runtime) Round(ctx context.Context) {
 	}
 	if jobs := rt.lastJobs.Load(); jobs != nil && !changedHere && remote == rt.seenRemote && !rt.idleDevicesDue() &&
 		(rt.cg != nil || !rt.procsChanged(*jobs)) {
-		if rt.cg != nil && n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0 {
+		if rt.cg != nil && n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0 && rt.cg.ranSinceAssign(*jobs) {
 			rt.assign(ctx, *jobs) // new processes of the jobs' cgroups, for the probe
 			return
 		}
-		rt.followFigures(ctx, *jobs)
+		if snap := rt.sampler.Latest(); snap != rt.followedSnap {
+			rt.followFigures(ctx, *jobs) // the same jobs: only a new sample adds to their figures
+		}
 		return
 	}
 	log := rt.cfg.Log
@@ -87,6 +89,7 @@ func (rt *Runtime) Round(ctx context.Context) {
 // figures and its idle time.
 func (rt *Runtime) followFigures(ctx context.Context, jobs []store.Job) {
 	snap := rt.sampler.Latest()
+	rt.followedSnap = snap
 	rt.figures.observe(rt, snap, jobs)
 	rt.checkIdle(ctx, snap, jobs)
 }
@@ -119,6 +122,10 @@ func (rt *Runtime) idleDevicesDue() bool {
 // of this node's GPUs each job process runs on, and the sampler whose names
 // to read.
 func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
+	var clock gpu.JobsClock
+	if rt.cg != nil {
+		clock = rt.cg.clock() // before the reads: what runs meanwhile shows next round
+	}
 	var named []gpu.ProcID
 	var local []store.Job
 	var whole []gpu.JobFigures
@@ -141,6 +148,8 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 		if rt.cg != nil {
 			if jg := rt.group(j.ID); jg != nil {
 				whole = append(whole, gpu.JobFigures{ID: j.ID, GPUs: gpus, Meter: groupMeter{jg.g, rt.cg.memory}})
+			} else {
+				clock = nil // its processes are not under the clock's cgroup
 			}
 		}
 	}
@@ -148,9 +157,9 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 		a.Assign(assigned)
 	}
 	if a, ok := rt.cfg.Probe.(gpu.JobAssigner); ok {
-		a.AssignJobs(whole)
+		a.AssignJobs(whole, clock)
 	}
-	rt.sampler.NameProcesses(named)
+	rt.sampler.NameProcesses(named, clock)
 	rt.followFigures(ctx, local)
 	if prev := rt.lastJobs.Swap(&local); prev != nil {
 		rt.fenceVanished(ctx, *prev, local)
