@@ -27,7 +27,7 @@ import (
 )
 
 // envInt reads a positive count from the environment, or gives def.
-func envInt(t *testing.T, name string, def int) int {
+func envInt(t testing.TB, name string, def int) int {
 	t.Helper()
 	s := os.Getenv(name)
 	if s == "" {
