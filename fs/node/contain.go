@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -213,46 +214,60 @@ func (rt *Runtime) watchJobs(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case id := <-c.w.Empty():
-			rt.release(ctx, id)
+			rt.release(ctx, append([]uint64{id}, c.w.TakePending()...)...)
 		}
 	}
 }
 
-// release ends job id and removes its cgroup, if the cgroup is empty now: a
-// report may be stale (an attach refilled it), and a cgroup that cannot be
-// read is never taken for empty.
-func (rt *Runtime) release(ctx context.Context, id uint64) {
+// release ends the jobs ids and removes their cgroups, those that are
+// empty now: a report may be stale (an attach refilled it), and a cgroup
+// that cannot be read is never taken for empty. Their ends go to the store
+// together, so that jobs that ended together share commits.
+func (rt *Runtime) release(ctx context.Context, ids ...uint64) {
 	c := rt.cg
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	jg, ok := c.groups[id]
-	if !ok {
-		return
-	}
-	populated, err := jg.g.Populated()
-	switch {
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		rt.cfg.Log.Error("reading a job's cgroup; the job keeps its GPUs", "job", id, "err", err)
-		return
-	case err == nil && populated:
-		return
-	}
-	if err := rt.endStored(ctx, jg.job); err != nil {
-		if ctx.Err() == nil {
-			rt.cfg.Log.Error("ending a job; retrying", "job", id, "err", err)
-			rt.retryRelease(ctx, id)
+	var empty []*jobGroup
+	for _, id := range ids {
+		jg, ok := c.groups[id]
+		if !ok || slices.Contains(empty, jg) {
+			continue
 		}
-		return
+		populated, err := jg.g.Populated()
+		switch {
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			rt.cfg.Log.Error("reading a job's cgroup; the job keeps its GPUs", "job", id, "err", err)
+			continue
+		case err == nil && populated:
+			continue
+		}
+		empty = append(empty, jg)
 	}
-	if err := c.w.Unwatch(id); err != nil {
-		rt.cfg.Log.Warn("unwatching a job's cgroup", "job", id, "err", err)
+	errs := make([]error, len(empty))
+	var ending sync.WaitGroup
+	for i, jg := range empty {
+		ending.Go(func() { errs[i] = rt.endStored(ctx, jg.job) }) // the store batches concurrent commits
 	}
-	if err := jg.g.Remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		rt.cfg.Log.Warn("removing a job's cgroup", "job", id, "err", err)
+	ending.Wait()
+	for i, jg := range empty {
+		id := jg.g.ID()
+		if err := errs[i]; err != nil {
+			if ctx.Err() == nil {
+				rt.cfg.Log.Error("ending a job; retrying", "job", id, "err", err)
+				rt.retryRelease(ctx, id)
+			}
+			continue
+		}
+		if err := c.w.Unwatch(id); err != nil {
+			rt.cfg.Log.Warn("unwatching a job's cgroup", "job", id, "err", err)
+		}
+		if err := jg.g.Remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			rt.cfg.Log.Warn("removing a job's cgroup", "job", id, "err", err)
+		}
+		delete(c.groups, id)
+		close(jg.ended)
+		c.changed.Store(true)
 	}
-	delete(c.groups, id)
-	close(jg.ended)
-	c.changed.Store(true)
 }
 
 // retryRelease tries release again in a second: the store failed, the
