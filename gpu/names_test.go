@@ -127,3 +127,21 @@ func TestSamplerNamesStandWithTheClock(t *testing.T) {
 		t.Errorf("a new list with the clock still: %q, want perl", got)
 	}
 }
+
+// TestSamplerOnSample: the hook sees every snapshot, each once it is the latest.
+func TestSamplerOnSample(t *testing.T) {
+	s := NewSampler(noneProbe{}, time.Second, slog.New(slog.DiscardHandler))
+	var seen []*Snapshot
+	s.OnSample(func(snap *Snapshot) {
+		if s.Latest() != snap {
+			t.Error("the hook saw a snapshot that is not the latest")
+		}
+		seen = append(seen, snap)
+	})
+	for range 3 {
+		s.SampleNow(context.Background())
+	}
+	if len(seen) != 3 || seen[0] == seen[1] || seen[1] == seen[2] {
+		t.Errorf("the hook saw %d snapshots, want 3 distinct", len(seen))
+	}
+}

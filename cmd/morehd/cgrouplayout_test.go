@@ -47,7 +47,7 @@ func TestCgroupLayout(t *testing.T) {
 				daemonLeaf: "/sys/fs/cgroup/unified" + unit + "/daemon"}},
 		{name: "unified, systemd unit with Delegate=yes", mounts: unifiedMounts, self: "0::" + unit + "\n",
 			delegated: "/sys/fs/cgroup" + unit,
-			want: cgroupLayout{root: "/sys/fs/cgroup", dir: "/sys/fs/cgroup" + unit + "/moreh", daemonLeaf: "/sys/fs/cgroup" + unit + "/daemon"}},
+			want:      cgroupLayout{root: "/sys/fs/cgroup", dir: "/sys/fs/cgroup" + unit + "/moreh", daemonLeaf: "/sys/fs/cgroup" + unit + "/daemon"}},
 		{name: "unified, systemd unit without Delegate", mounts: unifiedMounts, self: "0::" + unit + "\n",
 			want: cgroupLayout{root: "/sys/fs/cgroup", dir: "/sys/fs/cgroup/moreh"}},
 		{name: "unified, in a user's session", mounts: unifiedMounts, self: "0::/user.slice/user-0.slice/session-3.scope\n",

@@ -243,6 +243,9 @@ func (rt *Runtime) release(ctx context.Context, ids ...uint64) {
 		}
 		empty = append(empty, jg)
 	}
+	for _, jg := range empty {
+		rt.notePeakMemory(jg)
+	}
 	errs := make([]error, len(empty))
 	var ending sync.WaitGroup
 	for i, jg := range empty {
@@ -267,6 +270,20 @@ func (rt *Runtime) release(ctx context.Context, ids ...uint64) {
 		delete(c.groups, id)
 		close(jg.ended)
 		c.changed.Store(true)
+	}
+}
+
+// notePeakMemory counts the job cgroup's memory.peak in its peak figure
+// where the simulated GPUs show the job's memory (the sim, given the jobs'
+// cgroups) and the memory controller keeps it: what no sample saw counts
+// too. Elsewhere the figure stays the samples' highest (memory.current, or
+// the processes' resident memory without the controller).
+func (rt *Runtime) notePeakMemory(jg *jobGroup) {
+	if _, simulated := rt.cfg.Probe.(gpu.JobAssigner); !simulated || !rt.cg.memory {
+		return
+	}
+	if b, ok, err := jg.g.MemoryPeak(); err == nil && ok {
+		rt.figures.notePeak(jg.g.ID(), b>>20)
 	}
 }
 
