@@ -193,9 +193,15 @@ func (rt *Runtime) fenceVanished(ctx context.Context, prev, cur []store.Job) {
 }
 
 // stillRuns says whether anything of job j runs here that no current job
-// holds: where jobs are cgroups, its cgroup has processes.
+// holds: where jobs are cgroups, its cgroup has processes. A job without a
+// cgroup here (released by this runtime, its cgroup removed, or one whose
+// pid never entered it) holds no process: its recorded pids are not its.
 func (rt *Runtime) stillRuns(j store.Job, held map[store.Proc]bool) bool {
-	if jg := rt.group(j.ID); jg != nil {
+	if rt.cg != nil {
+		jg := rt.group(j.ID)
+		if jg == nil {
+			return false
+		}
 		populated, err := jg.g.Populated()
 		return err == nil && populated
 	}
