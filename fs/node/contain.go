@@ -37,6 +37,11 @@ type jobGroups struct {
 
 	assignedUsec atomic.Uint64 // 1 + the jobs' CPU time when the probe last learned their processes; 0: unknown
 
+	clockMu   sync.Mutex // cachedClock's last read
+	clockAt   time.Time
+	clockUsec uint64
+	clockOK   bool
+
 	// mu orders attach (store, then cgroup) against release (cgroup, then
 	// store): a release never ends a job that an attach is filling.
 	mu     sync.Mutex
@@ -125,10 +130,24 @@ func (c *jobGroups) clock() gpu.JobsClock {
 	} else {
 		c.assignedUsec.Store(0)
 	}
-	return func() (uint64, bool) {
-		usec, err := c.mgr.CPUUsec()
-		return usec, err == nil
+	return c.cachedClock
+}
+
+// clockReuse is how long one read of the jobs' clock serves: the sim's and
+// the names' reads of one sample share it, and what runs meanwhile shows
+// in the next sample.
+const clockReuse = 10 * time.Millisecond
+
+// cachedClock is the jobs' CPU time, read at most once per clockReuse.
+func (c *jobGroups) cachedClock() (uint64, bool) {
+	c.clockMu.Lock()
+	defer c.clockMu.Unlock()
+	if time.Since(c.clockAt) < clockReuse {
+		return c.clockUsec, c.clockOK
 	}
+	usec, err := c.mgr.CPUUsec()
+	c.clockUsec, c.clockOK, c.clockAt = usec, err == nil, time.Now()
+	return c.clockUsec, c.clockOK
 }
 
 // ranSinceAssign says whether a process of jobs may have run, forked or

@@ -85,12 +85,11 @@ func (rt *Runtime) Round(ctx context.Context) {
 	}
 }
 
-// followFigures counts the last sample for each local job's history
-// figures and its idle time.
+// followFigures counts the last sample for each local job's idle time
+// (its history figures count every sample: the sampler's OnSample).
 func (rt *Runtime) followFigures(ctx context.Context, jobs []store.Job) {
 	snap := rt.sampler.Latest()
 	rt.followedSnap = snap
-	rt.figures.observe(rt, snap, jobs)
 	rt.checkIdle(ctx, snap, jobs)
 }
 
@@ -152,6 +151,9 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 				clock = nil // its processes are not under the clock's cgroup
 			}
 		}
+	}
+	if len(local) == 0 {
+		clock = nil // nothing to measure: no read at all
 	}
 	if a, ok := rt.cfg.Probe.(gpu.Assigner); ok {
 		a.Assign(assigned)
