@@ -54,7 +54,7 @@ func TestSamplerNamesJobProcesses(t *testing.T) {
 	if got := name(); got != "(not named)" {
 		t.Errorf("before NameProcesses: %q", got)
 	}
-	s.NameProcesses([]ProcID{job})
+	s.NameProcesses([]ProcID{job}, nil)
 	if got := name(); got != "(not named)" {
 		t.Errorf("before the next sample: %q", got)
 	}
@@ -87,5 +87,61 @@ func TestSamplerNamesJobProcesses(t *testing.T) {
 	s.SampleNow(ctx)
 	if got := name(); got != "(not named)" {
 		t.Errorf("a process that is gone: %q", got)
+	}
+}
+
+// TestSamplerNamesStandWithTheClock: while the jobs' clock stands still no
+// process of them exec'd, so a sample keeps the names it read; once the
+// clock moves, or the list changes, they are read again.
+func TestSamplerNamesStandWithTheClock(t *testing.T) {
+	root := t.TempDir()
+	s := NewSampler(noneProbe{}, time.Second, slog.New(slog.DiscardHandler))
+	s.procs = ProcFS{Root: root}
+	ctx := context.Background()
+	job := ProcID{PID: 42, Start: 100}
+	var usec uint64 = 1
+	s.NameProcesses([]ProcID{job}, func() (uint64, bool) { return usec, true })
+	name := func() string {
+		n, _ := s.Latest().ProcessName(job)
+		return n
+	}
+	writeStat(t, root, 42, "bash", 100)
+	s.SampleNow(ctx)
+	if got := name(); got != "bash" {
+		t.Fatalf("first sample: %q, want bash", got)
+	}
+	writeStat(t, root, 42, "python3", 100)
+	s.SampleNow(ctx)
+	if got := name(); got != "bash" {
+		t.Errorf("clock still: %q, want the name read before (no /proc read)", got)
+	}
+	usec = 2
+	s.SampleNow(ctx)
+	if got := name(); got != "python3" {
+		t.Errorf("clock moved: %q, want python3", got)
+	}
+	writeStat(t, root, 42, "perl", 100)
+	s.NameProcesses([]ProcID{job}, func() (uint64, bool) { return usec, true })
+	s.SampleNow(ctx)
+	if got := name(); got != "perl" {
+		t.Errorf("a new list with the clock still: %q, want perl", got)
+	}
+}
+
+// TestSamplerOnSample: the hook sees every snapshot, each once it is the latest.
+func TestSamplerOnSample(t *testing.T) {
+	s := NewSampler(noneProbe{}, time.Second, slog.New(slog.DiscardHandler))
+	var seen []*Snapshot
+	s.OnSample(func(snap *Snapshot) {
+		if s.Latest() != snap {
+			t.Error("the hook saw a snapshot that is not the latest")
+		}
+		seen = append(seen, snap)
+	})
+	for range 3 {
+		s.SampleNow(context.Background())
+	}
+	if len(seen) != 3 || seen[0] == seen[1] || seen[1] == seen[2] {
+		t.Errorf("the hook saw %d snapshots, want 3 distinct", len(seen))
 	}
 }

@@ -31,15 +31,18 @@ func (s *Snapshot) ProcessMiB(pid int) uint64 {
 // of a file waits on hardware: readers take the last snapshot, and a probe
 // call that hangs only delays the next one.
 type Sampler struct {
-	probe    Probe
-	every    time.Duration
-	log      *slog.Logger
-	latest   atomic.Pointer[Snapshot]
-	running  atomic.Bool
-	kick     chan struct{}
-	procs    ProcFS                   // where names are read
-	named    atomic.Pointer[[]ProcID] // whose names each sample reads (NameProcesses)
-	sampling sync.WaitGroup           // the sample in flight, joined when Run returns
+	probe     Probe
+	every     time.Duration
+	log       *slog.Logger
+	latest    atomic.Pointer[Snapshot]
+	running   atomic.Bool
+	kick      chan struct{}
+	procs     ProcFS                     // where names are read
+	named     atomic.Pointer[namedProcs] // whose names each sample reads (NameProcesses)
+	namesMu   sync.Mutex                 // orders readNames of overlapping samples
+	lastNames namesRead
+	onSample  func(*Snapshot) // OnSample's
+	sampling  sync.WaitGroup  // the sample in flight, joined when Run returns
 }
 
 // NewSampler samples p every interval once Run starts.
@@ -85,7 +88,7 @@ func (s *Sampler) start(ctx context.Context) {
 	}
 	s.sampling.Go(func() {
 		defer s.running.Store(false)
-		s.latest.Store(s.sample(ctx))
+		s.store(s.sample(ctx))
 	})
 }
 
@@ -103,7 +106,19 @@ func (s *Sampler) joinSample() {
 }
 
 // SampleNow takes one sample in the caller's goroutine: for start-up and tests.
-func (s *Sampler) SampleNow(ctx context.Context) { s.latest.Store(s.sample(ctx)) }
+func (s *Sampler) SampleNow(ctx context.Context) { s.store(s.sample(ctx)) }
+
+// OnSample makes f see every snapshot once it is the latest, in the
+// sampler's goroutine: figures that take the most over samples miss none.
+// Set it before Run.
+func (s *Sampler) OnSample(f func(*Snapshot)) { s.onSample = f }
+
+func (s *Sampler) store(snap *Snapshot) {
+	s.latest.Store(snap)
+	if s.onSample != nil {
+		s.onSample(snap)
+	}
+}
 
 func (s *Sampler) sample(ctx context.Context) *Snapshot {
 	snap := &Snapshot{Time: time.Now(), Readings: map[int]Reading{}}

@@ -3,6 +3,7 @@ package gpu
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +30,11 @@ type simProbe struct {
 	jobUsec   map[uint64]uint64 // job → CPU µs at the last sample
 	lastAt    time.Time
 	lastProcs []Process // what the last read found
+
+	clock       JobsClock      // every job's CPU time in one read; nil: read each job every sample
+	clockUsec   uint64         // the clock when the last read measured
+	lastJobMiB  map[int]uint64 // the metered jobs' memory the last read found, by GPU
+	lastMeasure bool           // the last read measured the current assignment: it may stand
 }
 
 var (
@@ -64,16 +70,23 @@ type JobFigures struct {
 // JobAssigner is a probe that simulates GPU figures from what jobs use, and
 // can take them per job (from the job's cgroup) rather than per process.
 type JobAssigner interface {
-	AssignJobs(jobs []JobFigures)
+	// AssignJobs records the jobs; clock, where not nil, is the CPU time
+	// of every assigned process together (the jobs' parent cgroup).
+	AssignJobs(jobs []JobFigures, clock JobsClock)
 }
+
+// JobsClock is the CPU time, ever, of every job's processes together, in
+// one read: a reader that finds it unchanged knows that no process of them
+// ran, forked, exec'd or exited since, so what it read of them stands.
+type JobsClock func() (usec uint64, ok bool)
 
 // AssignJobs records the jobs measured as a whole: where a meter keeps
 // memory (or CPU time), that job's GPUs show it instead of the sum of its
-// processes.
-func (p *simProbe) AssignJobs(jobs []JobFigures) {
+// processes. While clock stands still, a sample reads nothing per job.
+func (p *simProbe) AssignJobs(jobs []JobFigures, clock JobsClock) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.jobs = jobs
+	p.jobs, p.clock, p.lastMeasure = jobs, clock, false
 }
 
 // NewSim parses "sim", "sim:N" or "sim:NxSIZE" (SIZE in GB or MiB, e.g. 80GB,
@@ -167,7 +180,7 @@ func (p *simProbe) Assign(pidGPUs map[int][]int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = pidGPUs
-	p.lastProcs = nil // a new assignment is read afresh
+	p.lastProcs, p.lastMeasure = nil, false // a new assignment is read afresh
 }
 
 // Processes reports each assigned process's resident memory, shared evenly
@@ -217,6 +230,16 @@ func (p *simProbe) read() (procs []Process, busy map[int]int, jobMiB map[int]uin
 	defer p.mu.Unlock()
 	now := time.Now()
 	elapsed := now.Sub(p.lastAt).Seconds()
+	var clockUsec uint64
+	clockOK := false
+	if p.clock != nil {
+		clockUsec, clockOK = p.clock() // before the reads: what runs meanwhile shows next time
+	}
+	if clockOK && p.lastMeasure && clockUsec == p.clockUsec {
+		// Nothing of the jobs ran: no CPU used, memory and processes as last read.
+		p.lastAt = now
+		return append([]Process(nil), p.lastProcs...), map[int]int{}, maps.Clone(p.lastJobMiB)
+	}
 	ticks := map[int]uint64{}
 	busy = map[int]int{}
 	jobMiB = map[int]uint64{}
@@ -277,6 +300,7 @@ func (p *simProbe) read() (procs []Process, busy map[int]int, jobMiB map[int]uin
 	if p.lastProcs == nil {
 		p.lastProcs = []Process{}
 	}
+	p.clockUsec, p.lastJobMiB, p.lastMeasure = clockUsec, maps.Clone(jobMiB), clockOK
 	return procs, busy, jobMiB
 }
 

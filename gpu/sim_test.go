@@ -252,7 +252,7 @@ func TestSimJobFigures(t *testing.T) {
 	self := os.Getpid()
 	sim.Assign(map[int][]int{self: {0, 1}})
 	whole := &fakeMeter{mem: 3000 << 20, memOK: true, usecOK: true}
-	sim.AssignJobs([]JobFigures{{ID: 1, GPUs: []int{0, 1}, Meter: whole}})
+	sim.AssignJobs([]JobFigures{{ID: 1, GPUs: []int{0, 1}, Meter: whole}}, nil)
 	rs, _ := p.Sample(context.Background())
 	if rs[0].MemoryUsedMiB != 1500 || rs[1].MemoryUsedMiB != 1500 {
 		t.Errorf("metered job: GPU memory %d, %d MiB; want 1500 each", rs[0].MemoryUsedMiB, rs[1].MemoryUsedMiB)
@@ -267,5 +267,68 @@ func TestSimJobFigures(t *testing.T) {
 	procs, _ := p.Processes(context.Background())
 	if len(procs) != 2 || procs[0].PID != self {
 		t.Errorf("Processes = %+v, want this process on GPUs 0 and 1", procs)
+	}
+}
+
+// countingMeter counts the reads of a job's cgroup.
+type countingMeter struct {
+	fakeMeter
+	reads int
+}
+
+func (m *countingMeter) CPUUsec() (uint64, bool) { m.reads++; return m.fakeMeter.CPUUsec() }
+
+// TestSimJobsClock: while the jobs' clock stands still a sample reads
+// nothing per job or process and keeps the last figures with no
+// utilisation; once it moves, each job is read again.
+func TestSimJobsClock(t *testing.T) {
+	p, err := NewSim("sim:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := p.(*simProbe)
+	var usec uint64 = 500
+	clockOK := true
+	clockReads := 0
+	clock := func() (uint64, bool) { clockReads++; return usec, clockOK }
+	job := &countingMeter{fakeMeter: fakeMeter{mem: 2000 << 20, memOK: true, usec: 100, usecOK: true}}
+	sim.Assign(map[int][]int{os.Getpid(): {0}})
+	sim.AssignJobs([]JobFigures{{ID: 1, GPUs: []int{0}, Meter: job}}, clock)
+	ctx := context.Background()
+	sample := func() Reading {
+		t.Helper()
+		rs, _ := p.Sample(ctx)
+		return rs[0]
+	}
+	if r := sample(); r.MemoryUsedMiB != 2000 || job.reads != 1 {
+		t.Fatalf("first sample: %+v after %d reads of the job; want 2000 MiB, 1 read", r, job.reads)
+	}
+	job.mem, job.usec = 3000<<20, 200 // changed, but the clock did not move: the job did not run
+	if r := sample(); r.MemoryUsedMiB != 2000 || r.Utilization != 0 || job.reads != 1 {
+		t.Errorf("clock still: %+v after %d reads of the job; want the last 2000 MiB, 0%%, no read", r, job.reads)
+	}
+	if procs, _ := p.Processes(ctx); len(procs) != 1 || procs[0].PID != os.Getpid() {
+		t.Errorf("clock still: Processes = %+v, want the last read's", procs)
+	}
+	usec = 600
+	if r := sample(); r.MemoryUsedMiB != 3000 || job.reads != 2 {
+		t.Errorf("clock moved: %+v after %d reads of the job; want 3000 MiB, read again", r, job.reads)
+	}
+	clockOK = false // an unreadable clock: every job is read
+	sample()
+	sample()
+	if job.reads != 4 {
+		t.Errorf("unreadable clock: %d reads of the job, want 4", job.reads)
+	}
+	clockOK = true
+	sample()
+	sim.AssignJobs([]JobFigures{{ID: 1, GPUs: []int{0}, Meter: job}}, clock) // a new assignment is read afresh
+	before := job.reads
+	sample()
+	if job.reads != before+1 {
+		t.Errorf("after AssignJobs with the clock still: %d reads of the job, want %d", job.reads, before+1)
+	}
+	if clockReads == 0 {
+		t.Error("the clock was never read")
 	}
 }

@@ -13,6 +13,6 @@ cd "$(dirname "$0")/.."
 export MOREH_CPU_WINDOW=${WINDOW:-10s}
 export MOREH_CPU_CGROUP_ROOT=${CGROUP_ROOT:-}
 out=$(go test -run '^$' -bench '^BenchmarkJobsCPU$' -benchtime 1x -timeout 10m ./cmd/morehd/ 2>&1) || { echo "$out" >&2; exit 1; }
-echo "$out" | grep -E 'jobs_cpu_test.go|BenchmarkJobsCPU' | sed 's/^ *//'
+echo "$out" | grep -E 'jobs_cpu_test.go|BenchmarkJobsCPU|settling' | sed 's/^ *//'
 ratio=$(echo "$out" | grep -oE '[0-9.]+ ratio' | cut -d' ' -f1)
 echo "ratio: $ratio (target <= 1.1)"

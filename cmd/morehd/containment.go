@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -72,32 +73,61 @@ func lockSubtree(dir string) error {
 // "daemon" so that the subtree may enable controllers), else "moreh" under
 // the cgroup v2 hierarchy's root (/sys/fs/cgroup, /sys/fs/cgroup/unified).
 func defaultCgroupDir(log *slog.Logger) (string, error) {
-	root, err := cgroup.FindRoot()
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("find the cgroup v2 mount: %w", err)
+	}
+	self, _ := os.ReadFile("/proc/self/cgroup") // unreadable: as if in the root
+	l, err := findCgroupLayout(mountinfo, self, delegated)
 	if err != nil {
 		return "", err
 	}
-	own, ok := ownCgroup(root)
-	if !ok || !delegated(own) {
-		return filepath.Join(root, "moreh"), nil
+	if err := unix.Access(l.root, unix.W_OK); err != nil {
+		return "", fmt.Errorf("the cgroup v2 hierarchy at %s is not writable: %w", l.root, err)
 	}
-	leaf := filepath.Join(own, "daemon")
-	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return "", fmt.Errorf("move the daemon within its delegated cgroup %s: %w", own, err)
+	if l.daemonLeaf == "" {
+		return l.dir, nil
 	}
-	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-		log.Warn("staying in the delegated cgroup: jobs get no controllers", "cgroup", own, "err", err)
+	if err := os.Mkdir(l.daemonLeaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("move the daemon within its delegated cgroup %s: %w", filepath.Dir(l.daemonLeaf), err)
 	}
-	return filepath.Join(own, "moreh"), nil
+	if err := os.WriteFile(filepath.Join(l.daemonLeaf, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+		log.Warn("staying in the delegated cgroup: jobs get no controllers", "cgroup", filepath.Dir(l.daemonLeaf), "err", err)
+	}
+	return l.dir, nil
 }
 
-// ownCgroup is the daemon's cgroup v2 directory, when it is not the root.
-func ownCgroup(root string) (string, bool) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+// cgroupLayout is where the jobs' subtree goes by default.
+type cgroupLayout struct {
+	root       string // the cgroup v2 mount point
+	dir        string // the jobs' subtree (--cgroup-root)
+	daemonLeaf string // where the daemon moves itself first; "" when it stays
+}
+
+// findCgroupLayout reads the cgroup v2 mount from mountinfo and the
+// daemon's cgroup from /proc/self/cgroup's text (its "0::" line); isDelegated
+// says whether systemd delegated a cgroup directory to the daemon.
+func findCgroupLayout(mountinfo, selfCgroup []byte, isDelegated func(dir string) bool) (cgroupLayout, error) {
+	m, err := cgroup.FindCgroup2(mountinfo)
 	if err != nil {
-		return "", false
+		return cgroupLayout{}, err
 	}
-	for line := range strings.Lines(string(b)) {
-		if path, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok && path != "/" {
+	if slices.Contains(m.Options, "ro") {
+		return cgroupLayout{}, fmt.Errorf("the cgroup v2 hierarchy at %s is mounted read-only", m.MountPoint)
+	}
+	l := cgroupLayout{root: m.MountPoint, dir: filepath.Join(m.MountPoint, "moreh")}
+	own, ok := ownCgroup(m.MountPoint, selfCgroup)
+	if ok && isDelegated(own) {
+		l.dir, l.daemonLeaf = filepath.Join(own, "moreh"), filepath.Join(own, "daemon")
+	}
+	return l, nil
+}
+
+// ownCgroup is the daemon's cgroup v2 directory under root, from
+// /proc/self/cgroup's text, when it is not the root.
+func ownCgroup(root string, selfCgroup []byte) (string, bool) {
+	for line := range strings.Lines(string(selfCgroup)) {
+		if path, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok && path != "/" && strings.HasPrefix(path, "/") {
 			return filepath.Join(root, path), true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -27,7 +28,7 @@ import (
 )
 
 // envInt reads a positive count from the environment, or gives def.
-func envInt(t *testing.T, name string, def int) int {
+func envInt(t testing.TB, name string, def int) int {
 	t.Helper()
 	s := os.Getenv(name)
 	if s == "" {
@@ -68,12 +69,22 @@ func openToOthers(t *testing.T, mount string) {
 // helper is a process a job can hold: `sleep` running as a token's user.
 type helper struct {
 	cmd  *exec.Cmd
-	pid  int
+	pid  int           // the process a job holds it by: an orphaner's background child once it left
 	tree bool          // a shell with a background child, in a process group of its own
 	done chan struct{} // closed once it has exited and been reaped
+
+	// An orphaner is `bash -c 'read; sleep 3600 &'` (a process group of its
+	// own): told to, it leaves a background child and exits, so that its job
+	// is held by a process that was never attached.
+	orphan   io.WriteCloser // its stdin; nil for other helpers
+	childPID string         // the file where it writes its child's pid
+	left     bool           // it has left its child behind: pid is the child's
 }
 
 func (h *helper) alive() bool {
+	if h.left {
+		return pidAlive(h.pid)
+	}
 	select {
 	case <-h.done:
 		return false
@@ -83,11 +94,31 @@ func (h *helper) alive() bool {
 }
 
 func (h *helper) kill() {
-	if h.tree {
-		syscall.Kill(-h.pid, syscall.SIGKILL) // its background child too
+	if h.tree || h.orphan != nil {
+		syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL) // its background child too
 	}
 	h.cmd.Process.Kill()
 	<-h.done
+	for deadline := time.Now().Add(5 * time.Second); h.left && pidAlive(h.pid) && time.Now().Before(deadline); {
+		<-time.After(time.Millisecond) // the child is init's to reap: polled with a deadline
+	}
+}
+
+// leave makes an orphaner fork its background child and exit: from now on
+// the child alone holds its job. It returns false if it could not.
+func (h *helper) leave() bool {
+	if h.orphan == nil || h.left {
+		return false
+	}
+	h.orphan.Close() // read returns: bash forks sleep, writes its pid, exits
+	<-h.done
+	b, err := os.ReadFile(h.childPID)
+	pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || perr != nil {
+		return false
+	}
+	h.pid, h.left = pid, true
+	return true
 }
 
 // helpers starts and, at the end of the test, kills helper processes.
@@ -120,10 +151,38 @@ func (hs *helpers) startTree(t *testing.T) *helper {
 	return hs.startCmd(t, 0, cmd, true)
 }
 
+// startOrphaner starts, as uid, a shell that leaves a background child
+// and exits once told to (helper.leave).
+func (hs *helpers) startOrphaner(t *testing.T, uid int) *helper {
+	dir, err := os.MkdirTemp("", "moreh-orphaner-")
+	if err != nil {
+		t.Errorf("start an orphaner: %v", err)
+		return nil
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777) // uid writes its child's pid there
+	file := filepath.Join(dir, "child")
+	cmd := exec.Command("bash", "-c", `read -r _; sleep 3600 >/dev/null 2>&1 </dev/null & echo $! > "$1"`, "orphaner", file)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Errorf("start an orphaner: %v", err)
+		return nil
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // kill ends the child with it
+	h := hs.startCmd(t, uid, cmd, false)
+	if h != nil {
+		h.orphan, h.childPID = in, file
+	}
+	return h
+}
+
 func (hs *helpers) startCmd(t *testing.T, uid int, cmd *exec.Cmd, tree bool) *helper {
 	cmd.Dir = "/"
 	if uid != 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}
 	}
 	if err := cmd.Start(); err != nil {
 		t.Errorf("start a helper process: %v", err) // not Fatal: workers call this too
@@ -417,6 +476,7 @@ type crashRun struct {
 	killed   atomic.Bool // set just before the SIGKILL
 	ops, oks atomic.Int64
 	odd      atomic.Int64 // unexpected errnos after the kill, counted as interrupted
+	orphaned atomic.Int64 // jobs left held by a background child alone (up, or while the daemon was down)
 
 	inFlight, committed int // operations interrupted by a kill, and how many of them had committed
 }
@@ -582,6 +642,7 @@ func (tok *crashToken) step(run *crashRun, rng *rand.Rand) bool {
 		h := tok.spare[len(tok.spare)-1]
 		tok.spare = tok.spare[:len(tok.spare)-1]
 		op = crashOp{kind: "attach", id: id, helper: h}
+
 		m, _ := store.LookupModel(tok.devs[id].model)
 		switch {
 		case tok.devs[id].hasJob():
@@ -664,6 +725,12 @@ func (tok *crashToken) step(run *crashRun, rng *rand.Rand) bool {
 		run.mu.Unlock()
 	}
 	tok.apply(op)
+	if op.kind == "attach" && op.helper.orphan != nil && rng.Intn(2) == 0 {
+		if !op.helper.leave() {
+			tok.failures = append(tok.failures, fmt.Sprintf("%v: the orphaner did not leave its child", op))
+		}
+		run.orphaned.Add(1)
+	}
 	return true
 }
 
@@ -788,7 +855,8 @@ func (tok *crashToken) restore(s crashSaved) {
 }
 
 // TestCrashRecovery: one worker per token creates, removes, switches,
-// changes models and attaches processes as fast as it can, while the
+// changes models and attaches processes (some of which leave a background
+// child and exit, at once or while the daemon is down) as fast as it can, while the
 // daemon is SIGKILLed at a random moment and restarted, round after round.
 // After every restart the invariants hold and every operation that
 // returned success is still there; at the end the bbolt file itself is
@@ -833,7 +901,12 @@ func TestCrashRecovery(t *testing.T) {
 	for round := 1; round <= rounds; round++ {
 		for _, tok := range toks {
 			for len(tok.spare) < 2 {
-				h := hs.start(t, tok.uid)
+				var h *helper
+				if rng.Intn(3) == 0 {
+					h = hs.startOrphaner(t, tok.uid) // its job is held by a child it leaves
+				} else {
+					h = hs.start(t, tok.uid)
+				}
 				if h == nil {
 					t.FailNow()
 				}
@@ -860,12 +933,22 @@ func TestCrashRecovery(t *testing.T) {
 		d.Kill()
 		kills++
 		wg.Wait()
-		// While the daemon is down some jobs end: their processes exit.
+		// While the daemon is down some jobs end: their processes exit; in
+		// others the attached shell leaves a background child and exits.
 		for _, tok := range toks {
 			for _, dev := range tok.devs {
 				if len(dev.helpers) > 0 && rng.Intn(3) == 0 {
 					for _, h := range dev.helpers {
 						h.kill()
+					}
+					continue
+				}
+				for _, h := range dev.helpers {
+					if h.orphan != nil && !h.left && rng.Intn(2) == 0 {
+						if !h.leave() {
+							t.Fatalf("an orphaner did not leave its child")
+						}
+						run.orphaned.Add(1)
 					}
 				}
 			}
@@ -901,8 +984,8 @@ func TestCrashRecovery(t *testing.T) {
 	d.Stop()
 	checkBoltFile(t, d.DB, run, toks)
 
-	summary := fmt.Sprintf("crash: %d rounds, %d operations (%d succeeded, %d cut by a kill of which %d had committed), %d kills, %d ids handed out, invariants held, %v",
-		rounds, run.ops.Load(), run.oks.Load(), run.inFlight, run.committed, kills, len(run.seen), time.Since(began).Round(100*time.Millisecond))
+	summary := fmt.Sprintf("crash: %d rounds, %d operations (%d succeeded, %d cut by a kill of which %d had committed), %d kills, %d ids handed out, %d jobs held by a background child alone, invariants held, %v",
+		rounds, run.ops.Load(), run.oks.Load(), run.inFlight, run.committed, kills, len(run.seen), run.orphaned.Load(), time.Since(began).Round(100*time.Millisecond))
 	if t.Failed() {
 		summary = strings.Replace(summary, "invariants held", "INVARIANTS BROKEN", 1)
 	}

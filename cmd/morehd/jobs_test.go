@@ -13,7 +13,7 @@ import (
 )
 
 // startJobProc starts a process that runs until its stdin closes.
-func startJobProc(t *testing.T) (*exec.Cmd, io.WriteCloser) {
+func startJobProc(t testing.TB) (*exec.Cmd, io.WriteCloser) {
 	t.Helper()
 	cmd := exec.Command("cat")
 	in, err := cmd.StdinPipe()
@@ -27,7 +27,7 @@ func startJobProc(t *testing.T) (*exec.Cmd, io.WriteCloser) {
 	return cmd, in
 }
 
-func attach(t *testing.T, d *morehdtest.Daemon, id string, pid int) {
+func attach(t testing.TB, d *morehdtest.Daemon, id string, pid int) {
 	t.Helper()
 	if err := os.WriteFile(d.Path("devices", id, "procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
 		t.Fatalf("attach %d to %s: %v", pid, id, err)

@@ -13,7 +13,7 @@ import (
 	"github.com/moreh-io/moreh/cmd/morehd/morehdtest"
 )
 
-func read(t *testing.T, path string) string {
+func read(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

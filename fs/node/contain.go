@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/moreh-io/moreh/fs/node/cgroup"
+	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
 )
 
@@ -32,6 +34,13 @@ type jobGroups struct {
 	memory  bool // the subtree has the memory controller: figures from memory.current
 
 	changed atomic.Bool // a job was attached or released: the probe learns it next round
+
+	assignedUsec atomic.Uint64 // 1 + the jobs' CPU time when the probe last learned their processes; 0: unknown
+
+	clockMu   sync.Mutex // cachedClock's last read
+	clockAt   time.Time
+	clockUsec uint64
+	clockOK   bool
 
 	// mu orders attach (store, then cgroup) against release (cgroup, then
 	// store): a release never ends a job that an attach is filling.
@@ -112,6 +121,45 @@ func (rt *Runtime) ensureGroup(job store.Job) (*jobGroup, error) {
 	return jg, nil
 }
 
+// clock is the jobs' CPU time in one read (the subtree's cpu.stat), noted
+// as the time of this assignment: a sample that finds it unchanged reads
+// nothing per job, since no process of a job ran, forked or exited.
+func (c *jobGroups) clock() gpu.JobsClock {
+	if usec, err := c.mgr.CPUUsec(); err == nil {
+		c.assignedUsec.Store(usec + 1)
+	} else {
+		c.assignedUsec.Store(0)
+	}
+	return c.cachedClock
+}
+
+// clockReuse is how long one read of the jobs' clock serves: the sim's and
+// the names' reads of one sample share it, and what runs meanwhile shows
+// in the next sample.
+const clockReuse = 10 * time.Millisecond
+
+// cachedClock is the jobs' CPU time, read at most once per clockReuse.
+func (c *jobGroups) cachedClock() (uint64, bool) {
+	c.clockMu.Lock()
+	defer c.clockMu.Unlock()
+	if time.Since(c.clockAt) < clockReuse {
+		return c.clockUsec, c.clockOK
+	}
+	usec, err := c.mgr.CPUUsec()
+	c.clockUsec, c.clockOK, c.clockAt = usec, err == nil, time.Now()
+	return c.clockUsec, c.clockOK
+}
+
+// ranSinceAssign says whether a process of jobs may have run, forked or
+// exited since the probe last learned their processes: one read for all.
+func (c *jobGroups) ranSinceAssign(jobs []store.Job) bool {
+	if len(jobs) == 0 {
+		return false
+	}
+	usec, err := c.mgr.CPUUsec()
+	return err != nil || usec+1 != c.assignedUsec.Load()
+}
+
 // attachContained is Attach where jobs are cgroups: the store binds the GPUs
 // (one transaction), the runtime makes the job's cgroup and moves the
 // process in, and watches the cgroup for the kernel's "empty".
@@ -187,46 +235,77 @@ func (rt *Runtime) watchJobs(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case id := <-c.w.Empty():
-			rt.release(ctx, id)
+			rt.release(ctx, append([]uint64{id}, c.w.TakePending()...)...)
 		}
 	}
 }
 
-// release ends job id and removes its cgroup, if the cgroup is empty now: a
-// report may be stale (an attach refilled it), and a cgroup that cannot be
-// read is never taken for empty.
-func (rt *Runtime) release(ctx context.Context, id uint64) {
+// release ends the jobs ids and removes their cgroups, those that are
+// empty now: a report may be stale (an attach refilled it), and a cgroup
+// that cannot be read is never taken for empty. Their ends go to the store
+// together, so that jobs that ended together share commits.
+func (rt *Runtime) release(ctx context.Context, ids ...uint64) {
 	c := rt.cg
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	jg, ok := c.groups[id]
-	if !ok {
-		return
-	}
-	populated, err := jg.g.Populated()
-	switch {
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		rt.cfg.Log.Error("reading a job's cgroup; the job keeps its GPUs", "job", id, "err", err)
-		return
-	case err == nil && populated:
-		return
-	}
-	if err := rt.endStored(ctx, jg.job); err != nil {
-		if ctx.Err() == nil {
-			rt.cfg.Log.Error("ending a job; retrying", "job", id, "err", err)
-			rt.retryRelease(ctx, id)
+	var empty []*jobGroup
+	for _, id := range ids {
+		jg, ok := c.groups[id]
+		if !ok || slices.Contains(empty, jg) {
+			continue
 		}
+		populated, err := jg.g.Populated()
+		switch {
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			rt.cfg.Log.Error("reading a job's cgroup; the job keeps its GPUs", "job", id, "err", err)
+			continue
+		case err == nil && populated:
+			continue
+		}
+		empty = append(empty, jg)
+	}
+	for _, jg := range empty {
+		rt.notePeakMemory(jg)
+	}
+	errs := make([]error, len(empty))
+	var ending sync.WaitGroup
+	for i, jg := range empty {
+		ending.Go(func() { errs[i] = rt.endStored(ctx, jg.job) }) // the store batches concurrent commits
+	}
+	ending.Wait()
+	for i, jg := range empty {
+		id := jg.g.ID()
+		if err := errs[i]; err != nil {
+			if ctx.Err() == nil {
+				rt.cfg.Log.Error("ending a job; retrying", "job", id, "err", err)
+				rt.retryRelease(ctx, id)
+			}
+			continue
+		}
+		if err := c.w.Unwatch(id); err != nil {
+			rt.cfg.Log.Warn("unwatching a job's cgroup", "job", id, "err", err)
+		}
+		if err := jg.g.Remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			rt.cfg.Log.Warn("removing a job's cgroup", "job", id, "err", err)
+		}
+		delete(c.groups, id)
+		close(jg.ended)
+		c.changed.Store(true)
+	}
+}
+
+// notePeakMemory counts the job cgroup's memory.peak in its peak figure
+// where the simulated GPUs show the job's memory (the sim, given the jobs'
+// cgroups) and the memory controller keeps it: what no sample saw counts
+// too. Elsewhere the figure stays the samples' highest (memory.current, or
+// the processes' resident memory without the controller).
+func (rt *Runtime) notePeakMemory(jg *jobGroup) {
+	if _, simulated := rt.cfg.Probe.(gpu.JobAssigner); !simulated || !rt.cg.memory {
 		return
 	}
-	if err := c.w.Unwatch(id); err != nil {
-		rt.cfg.Log.Warn("unwatching a job's cgroup", "job", id, "err", err)
+	if b, ok, err := jg.g.MemoryPeak(); err == nil && ok {
+		rt.figures.notePeak(jg.g.ID(), b>>20)
 	}
-	if err := jg.g.Remove(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		rt.cfg.Log.Warn("removing a job's cgroup", "job", id, "err", err)
-	}
-	delete(c.groups, id)
-	close(jg.ended)
-	c.changed.Store(true)
 }
 
 // retryRelease tries release again in a second: the store failed, the

@@ -59,13 +59,32 @@ func (f *jobFigures) observe(rt *Runtime, snap *gpu.Snapshot, jobs []store.Job) 
 	}
 }
 
+// notePeak raises job's peak memory to mib, a figure the kernel kept
+// between samples (the cgroup's memory.peak).
+func (f *jobFigures) notePeak(job, mib uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byJob == nil {
+		f.byJob = map[uint64]*figureSum{}
+	}
+	s := f.byJob[job]
+	if s == nil {
+		s = &figureSum{}
+		f.byJob[job] = s
+	}
+	s.peakMiB = max(s.peakMiB, mib)
+}
+
 // of is job's figures so far: the registry's OnJobFigures.
 func (f *jobFigures) of(job uint64) store.JobFigures {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.byJob[job]
-	if s == nil || s.samples == 0 {
+	if s == nil {
 		return store.JobFigures{MeanUtilization: store.NoFigure}
+	}
+	if s.samples == 0 {
+		return store.JobFigures{PeakMiB: s.peakMiB, MeanUtilization: store.NoFigure}
 	}
 	return store.JobFigures{PeakMiB: s.peakMiB, MeanUtilization: s.utilSum / s.samples}
 }

@@ -54,13 +54,14 @@ type Runtime struct {
 	idle     idleJobs                    // how long each local job did nothing
 	dirty    atomic.Bool                 // this runtime wrote jobs: the supervisor reads them again
 	// The supervisor's own: what it saw last.
-	seenRemote uint64
-	idleDue    time.Time // when the idle-device check is next due
-	running    sync.WaitGroup
-	cg         *jobGroups    // nil: jobs are supervised through /proc
-	stopped    chan struct{} // closed once Start's context ends
-	rounds     atomic.Uint64 // supervisor rounds so far
-	queue      queueWaiters  // this node's jobs that wait in the queue
+	seenRemote   uint64
+	idleDue      time.Time     // when the idle-device check is next due
+	followedSnap *gpu.Snapshot // the sample the jobs' figures last counted
+	running      sync.WaitGroup
+	cg           *jobGroups    // nil: jobs are supervised through /proc
+	stopped      chan struct{} // closed once Start's context ends
+	rounds       atomic.Uint64 // supervisor rounds so far
+	queue        queueWaiters  // this node's jobs that wait in the queue
 }
 
 // New prepares the runtime; Start begins its background work.
@@ -89,6 +90,11 @@ func New(cfg Config) *Runtime {
 	}
 	rt.queue.init()
 	rt.reg.OnJobFigures(rt.figures.of)
+	rt.sampler.OnSample(func(snap *gpu.Snapshot) { // every sample counts in the jobs' figures, not only those a round sees
+		if jobs := rt.lastJobs.Load(); jobs != nil {
+			rt.figures.observe(rt, snap, *jobs)
+		}
+	})
 	if cfg.Cgroups != nil {
 		w, err := cgroup.NewWatcher()
 		if err != nil {

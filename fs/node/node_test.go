@@ -185,3 +185,46 @@ func TestJobIsACgroup(t *testing.T) {
 		t.Errorf("the job's cgroup is still there: %v", err)
 	}
 }
+
+// TestFenceSparesPidsOutsideCgroups: where jobs are cgroups, a job that
+// vanished from the store with no cgroup here (released by this runtime,
+// or a restart between the store's commit and the move) holds no process:
+// its recorded pid, now perhaps nobody's or another job's, is not killed.
+func TestFenceSparesPidsOutsideCgroups(t *testing.T) {
+	root, err := cgroup.FindRoot()
+	if err != nil {
+		t.Skipf("no writable cgroup v2 hierarchy: %v", err)
+	}
+	dir := filepath.Join(root, "moreh-fencetest-"+strconv.Itoa(os.Getpid()))
+	m, err := cgroup.New(dir)
+	if err != nil {
+		t.Skipf("no writable cgroup v2 subtree: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(dir) }) // no job cgroup is made
+	ctx := t.Context()
+	reg := testRegistry(t)
+	rt := testRuntime(t, reg, Config{Cgroups: m})
+	if rt.Containment() != ContainmentCgroup {
+		t.Fatalf("containment = %q", rt.Containment())
+	}
+	d, err := reg.CreateDevice(ctx, "default", "Small.64GB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := liveProc(t)
+	info, err := rt.cfg.Procs.Read(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := reg.Attach(ctx, "default", d.ID, store.Proc{PID: pid, Start: info.Start}) // the store's half only
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.EndJob(ctx, job.ID, store.EndExit); err != nil {
+		t.Fatal(err)
+	}
+	rt.fenceVanished(ctx, []store.Job{job}, nil)
+	if info, err := rt.cfg.Procs.Read(pid); err != nil || info.State == 'Z' {
+		t.Errorf("process %d, recorded by a job with no cgroup, was killed by the fence (%v, state %c)", pid, err, info.State)
+	}
+}

@@ -44,10 +44,12 @@ func (rt *Runtime) Round(ctx context.Context) {
 	}
 	if jobs := rt.lastJobs.Load(); jobs != nil && !changedHere && remote == rt.seenRemote && !rt.idleDevicesDue() &&
 		(rt.cg != nil || !rt.procsChanged(*jobs)) {
-		if rt.cg != nil && n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0 {
+		if rt.cg != nil && n%uint64(max(1, rt.cfg.SampleEvery/rt.cfg.ReapEvery)) == 0 && rt.cg.ranSinceAssign(*jobs) {
 			rt.assign(ctx, *jobs) // new processes of the jobs' cgroups, for the probe
 		}
-		rt.followFigures(ctx, *jobs)
+		if snap := rt.sampler.Latest(); snap != rt.followedSnap {
+			rt.followFigures(ctx, *jobs) // the same jobs: only a new sample adds to their figures
+		}
 		return
 	}
 	log := rt.cfg.Log
@@ -84,17 +86,16 @@ func (rt *Runtime) Round(ctx context.Context) {
 	if jobs, err := rt.reg.Jobs(ctx); err == nil {
 		rt.loadIdleOverrides(ctx, jobs)
 		rt.assign(ctx, jobs)
-		rt.followFigures(ctx, jobs) // every sample counts, whichever round sees it
 	} else {
 		rt.dirty.Store(true) // read again next round
 	}
 }
 
-// followFigures counts the last sample for each local job's history
-// figures and its idle time.
+// followFigures counts the last sample for each local job's idle time
+// (its history figures count every sample: the sampler's OnSample).
 func (rt *Runtime) followFigures(ctx context.Context, jobs []store.Job) {
 	snap := rt.sampler.Latest()
-	rt.figures.observe(rt, snap, jobs)
+	rt.followedSnap = snap
 	rt.checkIdle(ctx, snap, jobs)
 }
 
@@ -127,6 +128,10 @@ func (rt *Runtime) idleDevicesDue() bool {
 // of this node's GPUs each job process runs on, and the sampler whose names
 // to read.
 func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
+	var clock gpu.JobsClock
+	if rt.cg != nil {
+		clock = rt.cg.clock() // before the reads: what runs meanwhile shows next round
+	}
 	var named []gpu.ProcID
 	var local []store.Job
 	var whole []gpu.JobFigures
@@ -149,16 +154,21 @@ func (rt *Runtime) assign(ctx context.Context, jobs []store.Job) {
 		if rt.cg != nil {
 			if jg := rt.group(j.ID); jg != nil {
 				whole = append(whole, gpu.JobFigures{ID: j.ID, GPUs: gpus, Meter: groupMeter{jg.g, rt.cg.memory}})
+			} else {
+				clock = nil // its processes are not under the clock's cgroup
 			}
 		}
+	}
+	if len(local) == 0 {
+		clock = nil // nothing to measure: no read at all
 	}
 	if a, ok := rt.cfg.Probe.(gpu.Assigner); ok {
 		a.Assign(assigned)
 	}
 	if a, ok := rt.cfg.Probe.(gpu.JobAssigner); ok {
-		a.AssignJobs(whole)
+		a.AssignJobs(whole, clock)
 	}
-	rt.sampler.NameProcesses(named)
+	rt.sampler.NameProcesses(named, clock)
 	rt.followFigures(ctx, local)
 	if prev := rt.lastJobs.Swap(&local); prev != nil {
 		rt.fenceVanished(ctx, *prev, local)
@@ -192,9 +202,15 @@ func (rt *Runtime) fenceVanished(ctx context.Context, prev, cur []store.Job) {
 }
 
 // stillRuns says whether anything of job j runs here that no current job
-// holds: where jobs are cgroups, its cgroup has processes.
+// holds: where jobs are cgroups, its cgroup has processes. A job without a
+// cgroup here (released by this runtime, its cgroup removed, or one whose
+// pid never entered it) holds no process: its recorded pids are not its.
 func (rt *Runtime) stillRuns(j store.Job, held map[store.Proc]bool) bool {
-	if jg := rt.group(j.ID); jg != nil {
+	if rt.cg != nil {
+		jg := rt.group(j.ID)
+		if jg == nil {
+			return false
+		}
 		populated, err := jg.g.Populated()
 		return err == nil && populated
 	}

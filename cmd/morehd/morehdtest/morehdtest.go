@@ -34,48 +34,67 @@ type Daemon struct {
 	// fresh for each daemon and kept across Restart; empty where no
 	// writable cgroup v2 exists or Args names one.
 	CgroupDir string
+	Bin       string // the morehd binary: Binary's unless set before start
 	cmd       *exec.Cmd
 	log       *lockedBuffer
 	mu        sync.Mutex
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+var raceBuild, shippedBuild build
 
-// Binary builds cmd/morehd once and returns its path.
-func Binary(t testing.TB) string {
-	buildOnce.Do(func() {
+// build is one go build of cmd/morehd, done once per test binary.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Binary builds cmd/morehd with the race detector once and returns its path.
+func Binary(t testing.TB) string { return raceBuild.get(t, "-race") }
+
+// ShippedBinary builds cmd/morehd as it ships (no race detector) once and
+// returns its path: for benchmarks, whose figures are the product's.
+func ShippedBinary(t testing.TB) string { return shippedBuild.get(t) }
+
+func (b *build) get(t testing.TB, flags ...string) string {
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "morehd-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "morehd")
+		b.path = filepath.Join(dir, "morehd")
 		_, file, _, _ := runtime.Caller(0)
 		pkg := filepath.Join(filepath.Dir(file), "..")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, pkg).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		args := append(append([]string{"build"}, flags...), "-o", b.path, pkg)
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // Start runs morehd on a fresh mount and db with the extra flags args
 // (e.g. "--max-devices", "3") and waits until it is ready.
 func Start(t testing.TB, args ...string) *Daemon {
 	t.Helper()
+	return StartBinary(t, "", args...)
+}
+
+// StartBinary is Start with the binary bin (Binary's when empty).
+func StartBinary(t testing.TB, bin string, args ...string) *Daemon {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting without fusermount needs root")
 	}
 	dir := t.TempDir()
-	d := &Daemon{t: t, Mount: filepath.Join(dir, "mnt"), DB: filepath.Join(dir, "state", "moreh.db"), Args: args}
+	d := &Daemon{t: t, Mount: filepath.Join(dir, "mnt"), DB: filepath.Join(dir, "state", "moreh.db"), Args: args, Bin: bin}
+	if d.Bin == "" {
+		d.Bin = Binary(t)
+	}
 	if !slices.Contains(args, "--cgroup-root") {
 		// Every daemon its own subtree: a restart kills the cgroups its
 		// store does not know, so two daemons must never share one.
@@ -148,7 +167,7 @@ func (d *Daemon) start() {
 		args = append(args, "--cgroup-root", d.CgroupDir)
 	}
 	args = append(args, d.Args...)
-	cmd := exec.Command(Binary(d.t), args...)
+	cmd := exec.Command(d.Bin, args...)
 	d.log = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	cmd.ExtraFiles = []*os.File{w}

@@ -16,7 +16,8 @@ type Group struct {
 	id   uint64
 	path string
 
-	mu sync.Mutex // one SetDevices at a time from this handle
+	mu   sync.Mutex // one SetDevices at a time from this handle
+	kept keptFiles  // the files read every sample
 }
 
 // ID is the job's id.
@@ -79,7 +80,12 @@ func (g *Group) MemoryPeak() (bytes uint64, ok bool, err error) {
 // CPUUsec is the CPU time the job's processes used, in microseconds
 // (cpu.stat's usage_usec, there with or without the cpu controller).
 func (g *Group) CPUUsec() (uint64, error) {
-	v, ok, err := readKeyed(g.file("cpu.stat"), "usage_usec")
+	b, err := g.kept.read(g.file("cpu.stat"))
+	var v uint64
+	ok := false
+	if err == nil {
+		v, ok, err = parseKeyed(b, "usage_usec")
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read the CPU time of job %d: %w", g.id, err)
 	}
@@ -92,6 +98,7 @@ func (g *Group) CPUUsec() (uint64, error) {
 // Remove deletes the job's cgroup, and its device program with it; it fails
 // with EBUSY while a process lives in it.
 func (g *Group) Remove() error {
+	g.kept.close()
 	if err := os.Remove(g.path); err != nil {
 		return fmt.Errorf("remove the cgroup of job %d: %w", g.id, err)
 	}
@@ -101,7 +108,7 @@ func (g *Group) Remove() error {
 func (g *Group) file(name string) string { return filepath.Join(g.path, name) }
 
 func (g *Group) readSingle(name string) (uint64, bool, error) {
-	b, err := os.ReadFile(g.file(name))
+	b, err := g.kept.read(g.file(name))
 	if isNotExist(err) {
 		if _, serr := os.Stat(g.path); serr != nil {
 			return 0, false, fmt.Errorf("read %s of job %d: %w", name, g.id, serr)
@@ -124,6 +131,15 @@ func readKeyed(path, key string) (v uint64, ok bool, err error) {
 	if err != nil {
 		return 0, false, err
 	}
+	v, ok, err = parseKeyed(b, key)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, ok, nil
+}
+
+// parseKeyed finds one "key value" line of a flat-keyed cgroup file's content.
+func parseKeyed(b []byte, key string) (v uint64, ok bool, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		k, val, found := strings.Cut(sc.Text(), " ")
@@ -132,7 +148,7 @@ func readKeyed(path, key string) (v uint64, ok bool, err error) {
 		}
 		v, err := strconv.ParseUint(strings.TrimSpace(val), 10, 64)
 		if err != nil {
-			return 0, false, fmt.Errorf("%s: %s %q: %w", path, key, val, err)
+			return 0, false, fmt.Errorf("%s %q: %w", key, val, err)
 		}
 		return v, true, nil
 	}

@@ -159,6 +159,22 @@ func TestFigures(t *testing.T) {
 		t.Errorf("MemoryPeak = %d after bash and a 16 MiB pipe, want ≥ 1 MiB", peak)
 	}
 	t.Logf("cpu %d µs; memory.current %d (%v), memory.peak %d (%v)", used, cur, ok, peak, okPeak)
+
+	// The subtree counts every job's CPU time, a removed job's too: the
+	// supervisor's one read that says whether any job ran.
+	all, err := m.CPUUsec()
+	if err != nil || all < used {
+		t.Errorf("the subtree's CPUUsec = %d µs, %v; want at least its job's %d", all, err, used)
+	}
+	if err := g.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := m.CPUUsec(); err != nil || after < all {
+		t.Errorf("the subtree's CPUUsec after its job was removed = %d µs, %v; want at least %d", after, err, all)
+	}
+	if _, err := g.CPUUsec(); err == nil {
+		t.Error("CPUUsec of a removed job answered")
+	}
 }
 
 func relToRoot(t *testing.T, path string) string {

@@ -23,6 +23,7 @@ var wantControllers = []string{"memory", "cpu", "pids"}
 type Manager struct {
 	dir         string
 	controllers []string
+	kept        keptFiles // the subtree's cpu.stat, read every sample
 }
 
 // New opens dir as the daemon's subtree, creating it if missing, and enables
@@ -49,6 +50,25 @@ func (m *Manager) Dir() string { return m.dir }
 
 // Controllers lists the controllers each job's cgroup gets, sorted.
 func (m *Manager) Controllers() []string { return append([]string(nil), m.controllers...) }
+
+// CPUUsec is the CPU time every job's processes used together, ever, in
+// microseconds: the subtree's cpu.stat, which counts its removed jobs too,
+// so it only grows, and stands still while no process of a job runs.
+func (m *Manager) CPUUsec() (uint64, error) {
+	b, err := m.kept.read(filepath.Join(m.dir, "cpu.stat"))
+	var v uint64
+	ok := false
+	if err == nil {
+		v, ok, err = parseKeyed(b, "usage_usec")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the CPU time of the jobs: %w", err)
+	}
+	if !ok {
+		return 0, fmt.Errorf("read the CPU time of the jobs: no usage_usec in %s/cpu.stat", m.dir)
+	}
+	return v, nil
+}
 
 // Create makes the cgroup of a new job; it fails with os.ErrExist when one is there.
 func (m *Manager) Create(jobID uint64) (*Group, error) {

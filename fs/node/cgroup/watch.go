@@ -189,14 +189,28 @@ func (w *Watcher) deliver() {
 				return
 			}
 		}
-		select {
-		case w.empty <- id:
-			w.mu.Lock()
+		w.mu.Lock()
+		if len(w.pending) > 0 && w.pending[0] == id { // TakePending may have taken it meanwhile
 			w.pending = w.pending[1:]
 			delete(w.queued, id)
-			w.mu.Unlock()
+		}
+		w.mu.Unlock()
+		select {
+		case w.empty <- id: // taken off the queue before: an event meanwhile queues it again
 		case <-w.done:
 			return
 		}
 	}
+}
+
+// TakePending returns, and removes from the queue, every report not yet
+// delivered on Empty: a reader that got one takes the others at once, so
+// that jobs that ended together are released together.
+func (w *Watcher) TakePending() []uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := w.pending
+	w.pending = nil
+	clear(w.queued)
+	return ids
 }
