@@ -17,11 +17,16 @@ type renderFunc func(ctx context.Context) ([]byte, error)
 // sees half an update.
 type snapshot struct {
 	data []byte
+	t    *tree
+	from owned // the token of the file it was opened on
 }
 
 var _ = (fusefs.FileReader)((*snapshot)(nil))
 
 func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if errno := s.t.live(ctx, s.from); errno != 0 {
+		return nil, errno
+	}
 	if off >= int64(len(s.data)) {
 		return fuse.ReadResultData(nil), 0
 	}
@@ -40,7 +45,7 @@ type roFile struct {
 	fusefs.Inode
 	t      *tree
 	mode   uint32 // permission bits, as DESIGN.md gives them
-	token  string // the token it belongs to; "" for the files at the root
+	owned         // the token it belongs to; none for the files at the root
 	render renderFunc
 	mtime  func() time.Time // when what it shows was read; nil: no time
 }
@@ -49,6 +54,9 @@ var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
 
 // Getattr reports size 0 as /proc does: the content exists only once opened.
 func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return errno
+	}
 	out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
 	if f.mtime != nil {
 		out.SetTimes(nil, ptr(f.mtime()), nil)
@@ -61,6 +69,9 @@ func ptr[T any](v T) *T { return &v }
 var _ = (fusefs.NodeOpener)((*roFile)(nil))
 
 func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return nil, 0, errno
+	}
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), store.ErrWrongMode)
 	}
@@ -72,24 +83,33 @@ func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.E
 	if err != nil {
 		return nil, 0, f.t.fail(ctx, f.token, "read", f.Path(nil), err)
 	}
-	return &snapshot{data: data}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	return &snapshot{data: data, t: f.t, from: f.owned}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 var _ = (fusefs.NodeSetxattrer)((*roFile)(nil))
 
 func (f *roFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return errno
+	}
 	return f.t.fail(ctx, f.token, "setxattr", f.Path(nil), store.ErrNeverAllowed)
 }
 
 var _ = (fusefs.NodeRemovexattrer)((*roFile)(nil))
 
 func (f *roFile) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return errno
+	}
 	return f.t.fail(ctx, f.token, "removexattr", f.Path(nil), store.ErrNeverAllowed)
 }
 
 var _ = (fusefs.NodeSetattrer)((*roFile)(nil))
 
 func (f *roFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return errno
+	}
 	return f.t.fail(ctx, f.token, "setattr", f.Path(nil), store.ErrNeverAllowed)
 }
 
@@ -107,9 +127,12 @@ var _ = (fusefs.NodeOpener)((*cmdFile)(nil))
 
 // Open accepts writers too; O_TRUNC is a no-op since content is rendered.
 func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return nil, 0, errno
+	}
 	switch {
 	case flags&syscall.O_ACCMODE == syscall.O_WRONLY:
-		return &snapshot{}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+		return &snapshot{t: f.t, from: f.owned}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 	case f.render == nil: // write-only, like reset
 		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), store.ErrWrongMode)
 	}
@@ -120,6 +143,9 @@ var _ = (fusefs.NodeSetattrer)((*cmdFile)(nil))
 
 // Setattr allows the truncate of `echo ID > file` and refuses the rest.
 func (f *cmdFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := f.t.admit(ctx, f.owned); errno != 0 {
+		return errno
+	}
 	if sz, ok := in.GetSize(); ok && sz == 0 && in.Valid&^(fuse.FATTR_SIZE|fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_MTIME|fuse.FATTR_CTIME|fuse.FATTR_MTIME_NOW) == 0 {
 		out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
 		return 0
@@ -130,6 +156,9 @@ func (f *cmdFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.Se
 var _ = (fusefs.NodeWriter)((*cmdFile)(nil))
 
 func (f *cmdFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if errno := f.t.live(ctx, f.owned); errno != 0 {
+		return 0, errno
+	}
 	command, err := store.ParseCommand(data)
 	if err == nil {
 		err = f.command(ctx, command)

@@ -128,9 +128,9 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if errno != 0 {
 		return nil, errno
 	}
-	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
+	tok := &tokenDir{fixedDir: fixedDir{t: d.t, owned: owned{token: name, number: number}}}
 	out.SetAttrTimeout(d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr))
-	out.SetEntryTimeout(staticTimeout) // a revoke drops it at once (adminTokensDir.Rmdir)
+	out.SetEntryTimeout(d.t.tokenEntryTimeout(ctx, name)) // a revoke or a change of users drops it at once (ownersChanged)
 	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(number, 0)}), 0
 }
 
