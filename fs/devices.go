@@ -35,10 +35,11 @@ func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	return d.deviceInode(ctx, id, out), 0
 }
 
-// deviceInode is a device's directory; its name is looked up again at each
-// use (entry timeout 0: devices come and go), its attributes may be kept.
+// deviceInode is a device's directory; the kernel keeps its name and
+// attributes (tree.changed drops the name when the device is removed).
 func (d *devicesDir) deviceInode(ctx context.Context, id uint64, out *fuse.EntryOut) *fusefs.Inode {
 	out.SetAttrTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
+	out.SetEntryTimeout(staticTimeout)
 	dev := &deviceDir{fixedDir: fixedDir{t: d.t, owned: d.owned}, id: id}
 	return d.NewInode(ctx, dev, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: deviceIno(id, 0)})
 }
@@ -127,6 +128,7 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		if entry == name {
 			node, mode := d.child(name)
 			out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
+			keptSize(ctx, node, &out.Attr)
 			out.SetEntryTimeout(staticTimeout)
 			return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: deviceIno(d.id, uint64(i+1))}), 0
 		}
@@ -139,7 +141,7 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(d.owned, render) }
 	switch name {
 	case "model":
-		return t.commandFile(d.owned, 0o600, d.renderModel, d.setModel)
+		return t.keptCommandFile(d.owned, 0o600, d.renderModel, d.setModel)
 	case "status":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, id) })
 	case "status.json":
@@ -147,9 +149,9 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "procs":
 		return t.commandFile(d.owned, 0o600, d.renderProcs, d.attach)
 	case "gpus":
-		return ro(d.renderGPUs)
+		return t.keptFile(d.owned, d.renderGPUs)
 	case "env":
-		return ro(d.renderEnv)
+		return t.keptFile(d.owned, d.renderEnv)
 	case "reset":
 		return t.commandFile(d.owned, 0o200, nil, d.reset)
 	case "fits":

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,7 +19,9 @@ type renderFunc func(ctx context.Context) ([]byte, error)
 type snapshot struct {
 	data []byte
 	t    *tree
-	from owned // the token of the file it was opened on
+	from owned   // the token of the file it was opened on
+	kept *roFile // the file, when its content is kept in the page cache
+	gen  uint64  // kept's generation that data was rendered in
 }
 
 var _ = (fusefs.FileReader)((*snapshot)(nil))
@@ -26,6 +29,17 @@ var _ = (fusefs.FileReader)((*snapshot)(nil))
 func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if errno := s.t.live(ctx, s.from); errno != 0 {
 		return nil, errno
+	}
+	if s.kept != nil {
+		// What a read returns may stay in the page cache for later opens:
+		// never content from before the last commit that changed it.
+		if gen := s.kept.gen.Load(); gen != s.gen {
+			data, err := s.kept.render(ctx)
+			if err != nil {
+				return nil, s.t.fail(ctx, s.from.token, "read", s.kept.Path(nil), err)
+			}
+			s.data, s.gen = data, gen
+		}
 	}
 	if off >= int64(len(s.data)) {
 		return fuse.ReadResultData(nil), 0
@@ -48,6 +62,11 @@ type roFile struct {
 	owned         // the token it belongs to; none for the files at the root
 	render renderFunc
 	mtime  func() time.Time // when what it shows was read; nil: no time
+	// keep: its content changes only on a commit, so the kernel keeps it
+	// (attributes with the size, and the content: FOPEN_KEEP_CACHE) until
+	// tree.changed invalidates it, which bumps gen first.
+	keep bool
+	gen  atomic.Uint64
 }
 
 var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
@@ -58,10 +77,29 @@ func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.At
 		return errno
 	}
 	out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
+	keptSize(ctx, f, &out.Attr)
 	if f.mtime != nil {
 		out.SetTimes(nil, ptr(f.mtime()), nil)
 	}
 	return 0
+}
+
+// keptSize fills in the size of a kept file: the page cache reads up to it
+// (other files show 0, as /proc's do).
+func keptSize(ctx context.Context, node fusefs.InodeEmbedder, out *fuse.Attr) {
+	var f *roFile
+	switch n := node.(type) {
+	case *roFile:
+		f = n
+	case *cmdFile:
+		f = &n.roFile
+	}
+	if f == nil || !f.keep {
+		return
+	}
+	if data, err := f.render(ctx); err == nil {
+		out.Size = uint64(len(data))
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -75,15 +113,24 @@ func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), store.ErrWrongMode)
 	}
-	return f.open(ctx)
+	return f.open(ctx, flags)
 }
 
-func (f *roFile) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.Errno) {
+// open renders the content for a reader; a kept file is read through the
+// page cache only when opened read-only (a writer's pages would be locked
+// while its command commits and invalidates them).
+func (f *roFile) open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	gen := f.gen.Load() // before rendering: a commit after it makes Read render again
 	data, err := f.render(ctx)
 	if err != nil {
 		return nil, 0, f.t.fail(ctx, f.token, "read", f.Path(nil), err)
 	}
-	return &snapshot{data: data, t: f.t, from: f.owned}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	s := &snapshot{data: data, t: f.t, from: f.owned}
+	if f.keep && flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		s.kept, s.gen = f, gen
+		return s, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	}
+	return s, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 var _ = (fusefs.NodeSetxattrer)((*roFile)(nil))
@@ -136,7 +183,7 @@ func (f *cmdFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, ui
 	case f.render == nil: // write-only, like reset
 		return nil, 0, f.t.fail(ctx, f.token, "open", f.Path(nil), store.ErrWrongMode)
 	}
-	return f.open(ctx)
+	return f.open(ctx, flags)
 }
 
 var _ = (fusefs.NodeSetattrer)((*cmdFile)(nil))

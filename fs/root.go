@@ -20,15 +20,16 @@ var _ = (fusefs.NodeOnAdder)((*rootDir)(nil))
 
 func (r *rootDir) OnAdd(ctx context.Context) {
 	t := r.t
-	static := func(name string, render renderFunc) {
-		f := &roFile{t: t, mode: 0o444, render: render}
+	static := func(name string, render renderFunc, keep bool) {
+		f := &roFile{t: t, mode: 0o444, render: render, keep: keep}
 		r.AddChild(name, r.NewPersistentInode(ctx, f, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
 	}
-	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil })
-	static("version", t.renderVersion)
-	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
-	static("pool", t.renderPool)
-	static("pool.table", t.renderPoolTable)
+	// README, version and models never change while the daemon runs: kept.
+	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil }, true)
+	static("version", t.renderVersion, true)
+	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil }, true)
+	static("pool", t.renderPool, false)
+	static("pool.table", t.renderPoolTable, false)
 	// node_exporter's textfile collector judges staleness by the mtime.
 	metrics := &roFile{t: t, mode: 0o444, render: t.renderMetrics, mtime: t.Node.SampledAt}
 	r.AddChild("metrics", r.NewPersistentInode(ctx, metrics, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)

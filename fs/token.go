@@ -31,6 +31,7 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		}
 		node, mode := d.child(name)
 		out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
+		keptSize(ctx, node, &out.Attr)
 		out.SetEntryTimeout(staticTimeout)
 		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(d.number, uint64(i+1))}), 0
 	}
@@ -43,9 +44,9 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(d.owned, render) }
 	switch name {
 	case "current":
-		return t.commandFile(d.owned, 0o600, d.renderCurrent, d.switchTo)
+		return t.keptCommandFile(d.owned, 0o600, d.renderCurrent, d.switchTo)
 	case "limit":
-		return ro(d.renderLimit)
+		return t.keptFile(d.owned, d.renderLimit)
 	case "status":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, 0) })
 	case "status.json":

@@ -72,6 +72,7 @@ func Mount(dir string, cfg Config) (*fuse.Server, error) {
 		return nil, err
 	}
 	t.Registry.OnOwnerChange(t.ownersChanged)
+	t.Registry.OnChange(t.changed)
 	go func() { server.Wait(); t.rejects.close() }()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
@@ -104,10 +105,22 @@ func (t *tree) readOnlyFile(o owned, render renderFunc) (fusefs.InodeEmbedder, u
 	return &roFile{t: t, mode: 0o400, owned: o, render: render}, fuse.S_IFREG | 0o400
 }
 
+// keptFile is readOnlyFile for content that changes only on a commit: the
+// kernel keeps it (see roFile.keep).
+func (t *tree) keptFile(o owned, render renderFunc) (fusefs.InodeEmbedder, uint32) {
+	return &roFile{t: t, mode: 0o400, owned: o, render: render, keep: true}, fuse.S_IFREG | 0o400
+}
+
 // commandFile is a file of a token whose writes are commands, with its
 // mode; render is nil for a write-only file.
 func (t *tree) commandFile(o owned, mode uint32, render renderFunc, command commandFunc) (fusefs.InodeEmbedder, uint32) {
 	return &cmdFile{roFile: roFile{t: t, mode: mode, owned: o, render: render}, command: command}, fuse.S_IFREG | mode
+}
+
+// keptCommandFile is commandFile for content that changes only on a
+// commit (every command commits): the kernel keeps it (see roFile.keep).
+func (t *tree) keptCommandFile(o owned, mode uint32, render renderFunc, command commandFunc) (fusefs.InodeEmbedder, uint32) {
+	return &cmdFile{roFile: roFile{t: t, mode: mode, owned: o, render: render, keep: true}, command: command}, fuse.S_IFREG | mode
 }
 
 // owned names the token a node belongs to by name and number: the name
@@ -245,6 +258,70 @@ func (t *tree) ownersChanged(tokens []string) {
 			notifyTree(dir)
 		}
 		t.tokens.NotifyEntry(name) // a shared token's name is never kept: see tokenEntryTimeout
+	}
+}
+
+// changed drops what the kernel keeps of what a commit changed (OnChange):
+// called after the commit and before the call that made it returns, never
+// under a lock of ours, so that no reader sees content older than a commit
+// that returned. Entries of removed devices are dropped in the background:
+// the kernel holds devices/ while its own rmdir runs (and drops that name
+// itself).
+func (t *tree) changed(c store.Changes) {
+	if t.tokens == nil {
+		return
+	}
+	if c.All {
+		for _, dir := range t.tokens.Children() {
+			notifyKept(dir, "current", "limit")
+			if devs := dir.GetChild("devices"); devs != nil {
+				for _, dev := range devs.Children() {
+					notifyKept(dev, "model", "gpus", "env")
+				}
+			}
+		}
+		return
+	}
+	for _, name := range c.Tokens {
+		if dir := t.tokens.GetChild(name); dir != nil {
+			notifyKept(dir, "current", "limit")
+		}
+	}
+	for _, d := range c.Devices {
+		dir := t.tokens.GetChild(d.Token)
+		if dir == nil {
+			continue
+		}
+		devs := dir.GetChild("devices")
+		if devs == nil {
+			continue
+		}
+		id := formatUint(d.ID)
+		if dev := devs.GetChild(id); dev != nil {
+			notifyKept(dev, "model", "gpus", "env")
+			if d.Removed {
+				go devs.NotifyEntry(id)
+			}
+		}
+	}
+}
+
+// notifyKept invalidates the named kept files of dir that the kernel knows:
+// their generation first (a read under way renders again), then the
+// kernel's attributes and pages.
+func notifyKept(dir *fusefs.Inode, names ...string) {
+	for _, name := range names {
+		child := dir.GetChild(name)
+		if child == nil {
+			continue
+		}
+		switch f := child.Operations().(type) {
+		case *roFile:
+			f.gen.Add(1)
+		case *cmdFile:
+			f.gen.Add(1)
+		}
+		child.NotifyContent(0, 0)
 	}
 }
 

@@ -31,6 +31,8 @@ type Registry struct {
 	now    func() time.Time
 
 	secretTokens  atomic.Int64                                // tokens with a secret: when 0 every caller shares the default token
+	raw           Engine                                      // eng unwrapped, for what only some engines do (watch, sessions)
+	changes       changeHook                                  // OnChange
 	owners        owners                                      // each token's Owner, to tell the tree which changed
 	figures       atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
 	remoteChanges atomic.Uint64                               // FollowOthers's batches
@@ -55,7 +57,8 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	if opts.HistoryKeep == 0 {
 		opts.HistoryKeep = 1000
 	}
-	r := &Registry{eng: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
+	r := &Registry{raw: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
+	r.eng = trackingEngine{Engine: eng, hook: &r.changes} // tells OnChange what each commit wrote
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err
