@@ -6,6 +6,9 @@
 #   sudo scripts/bench.sh               # about 4-5 minutes on 2 cores
 #   COUNT=3 BENCHTIME=0.3s scripts/bench.sh
 #   PROFILE=DIR scripts/bench.sh        # also CPU profiles of the servers, one per benchmark
+#   scripts/bench.sh reads              # only: reads against a go-fuse floor in its own process,
+#                                       # interleaved read by read, and kept files against tmpfs
+#   scripts/bench.sh create             # only: 16 creators' speed-up against the creation floor's
 #
 # Floors: tmpfs (the same bytes in a file on /dev/shm: the kernel's floor),
 # go-fuse (the same bytes served from memory by a minimal go-fuse tree of the
@@ -26,8 +29,9 @@ rss_count=${RSS_COUNT:-3} # runs of the daemon RSS benchmark (a 10k walk each)
 keep=${KEEP:-}            # a directory to keep the raw go test output in
 profile=${PROFILE:-}      # a directory for CPU profiles of the servers (go tool pprof)
 
-if [ $# -gt 0 ]; then
-	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0" >&2
+section=${1:-}
+if [ $# -gt 1 ] || ! [[ $section =~ ^(reads|create)?$ ]]; then
+	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0 [reads|create]" >&2
 	exit 2
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -67,10 +71,16 @@ bench() {
 	printf '  (%ds)\n' $((SECONDS - start)) >&2
 }
 
-bench fs ./fs/ '^Benchmark(Read|Create|Switch|List|SMI)$' "$benchtime" "$count"
-bench req ./fs/ '^BenchmarkRequests$' 1x 1
-bench store ./store/ '^BenchmarkStore' "$benchtime" "$count"
-bench rss ./cmd/morehd/ '^BenchmarkDaemonRSS$' 1x "$rss_count"
+case $section in
+reads) bench reads ./fs/ '^BenchmarkReadFloor$' "${READS:-3000x}" "$count" ;;
+create) bench create ./fs/ '^BenchmarkCreate$' "$benchtime" "$count" ;;
+*)
+	bench fs ./fs/ '^Benchmark(Read|Create|Switch|List|SMI)$' "$benchtime" "$count"
+	bench req ./fs/ '^BenchmarkRequests$' 1x 1
+	bench store ./store/ '^BenchmarkStore' "$benchtime" "$count"
+	bench rss ./cmd/morehd/ '^BenchmarkDaemonRSS$' 1x "$rss_count"
+	;;
+esac
 [ -z "$keep" ] || { mkdir -p "$keep" && cp "$raw"/*.txt "$keep"/; }
 
 # Medians: one "name unit median runs" line per benchmark and unit, the name
@@ -121,6 +131,39 @@ reqs() {
 # us NS: nanoseconds as microseconds.
 us() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1000 }'; }
 
+result() { # result COND: PASS or MISS
+	if "$@"; then echo PASS; else echo MISS; fi
+}
+
+# The sections alone: their ratios and targets, then done.
+case $section in
+reads)
+	echo "reads, interleaved read by read with the floor (medians of $count runs of ${READS:-3000x}):"
+	for f in current usage status status.json; do
+		x=$(get "BenchmarkReadFloor/$f" x-floor)
+		printf '  %-22s tree %6s µs  go-fuse floor (own process) %6s µs  %5.2fx (<= 1.2x) %s\n' "$f" \
+			"$(us "$(get "BenchmarkReadFloor/$f" tree-ns)")" "$(us "$(get "BenchmarkReadFloor/$f" floor-ns)")" "$x" "$(result le "$x" 1.2)"
+	done
+	for f in tokens-current model; do
+		x=$(get "BenchmarkReadFloor/$f" x-tmpfs)
+		printf '  %-22s tree %6s µs  tmpfs %6s µs  %5.2fx (<= 3x) %s\n' "$f (kept)" \
+			"$(us "$(get "BenchmarkReadFloor/$f" tree-ns)")" "$(us "$(get "BenchmarkReadFloor/$f" tmpfs-ns)")" "$x" "$(result le "$x" 3)"
+	done
+	;;
+create)
+	fspeedup=$(ratio "$(get BenchmarkCreate/gofuse-1creator ns/op)" "$(get BenchmarkCreate/gofuse-16creators ns/op)")
+	speedup=$(ratio "$(get BenchmarkCreate/1creator ns/op)" "$(get BenchmarkCreate/16creators ns/op)")
+	x=$(ratio "$speedup" "$fspeedup")
+	echo "16 concurrent creators (medians of $count runs): tree ${speedup}x one creator, creation floor ${fspeedup}x:" \
+		"${x}x the floor's speed-up (>= 0.95x) $(result le 0.95 "$x")"
+	;;
+esac
+if [ -n "$section" ]; then
+	[ ! -e "$raw/missing" ] || exit 1
+	echo "(one run on $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
+	exit 0
+fi
+
 rows=()
 targets=()
 # row CELLS...: one line of the table; an empty cell shows as "-".
@@ -128,9 +171,6 @@ row() {
 	local cells=() c
 	for c in "$@"; do cells+=("${c:--}"); done
 	rows+=("$(IFS=$'\t'; echo "${cells[*]}")")
-}
-result() { # result COND: PASS or MISS
-	if "$@"; then echo PASS; else echo MISS; fi
 }
 
 # Reads: each file on both floors and on the tree, 1 token and 10k devices.
