@@ -128,7 +128,9 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		if entry == name {
 			node, mode := d.child(name)
 			out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
-			keptSize(ctx, node, &out.Attr)
+			if errno := keptSize(ctx, node, &out.Attr); errno != 0 {
+				return nil, errno
+			}
 			out.SetEntryTimeout(staticTimeout)
 			return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: deviceIno(d.id, uint64(i+1))}), 0
 		}

@@ -1,7 +1,9 @@
 package fs
 
 import (
+	"bytes"
 	"context"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,6 +41,9 @@ func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 				return nil, s.t.fail(ctx, s.from.token, "read", s.kept.Path(nil), err)
 			}
 			s.data, s.gen = data, gen
+			s.kept.keptMu.Lock()
+			s.kept.kept = data // what this read puts in the page cache
+			s.kept.keptMu.Unlock()
 		}
 	}
 	if off >= int64(len(s.data)) {
@@ -67,6 +72,26 @@ type roFile struct {
 	// tree.changed invalidates it, which bumps gen first.
 	keep bool
 	gen  atomic.Uint64
+	// keptMu guards kept: the content last rendered for the page cache.
+	keptMu sync.Mutex
+	kept   []byte
+}
+
+// noteKept records data as the kept file's content; when it differs from
+// what the kernel may hold (a commit this node was not told of yet: another
+// node's, before the watch brings it), it drops the kernel's copy. Only
+// from Open: a read holds the page that the drop would wait for.
+func (f *roFile) noteKept(data []byte) {
+	f.keptMu.Lock()
+	changed := !bytes.Equal(f.kept, data)
+	if changed {
+		f.kept = data
+		f.gen.Add(1)
+	}
+	f.keptMu.Unlock()
+	if changed {
+		f.NotifyContent(0, 0)
+	}
 }
 
 var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
@@ -77,7 +102,9 @@ func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.At
 		return errno
 	}
 	out.SetTimeout(f.t.setAttr(ctx, f.token, fuse.S_IFREG|f.mode, &out.Attr))
-	keptSize(ctx, f, &out.Attr)
+	if errno := keptSize(ctx, f, &out.Attr); errno != 0 {
+		return errno
+	}
 	if f.mtime != nil {
 		out.SetTimes(nil, ptr(f.mtime()), nil)
 	}
@@ -85,8 +112,9 @@ func (f *roFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.At
 }
 
 // keptSize fills in the size of a kept file: the page cache reads up to it
-// (other files show 0, as /proc's do).
-func keptSize(ctx context.Context, node fusefs.InodeEmbedder, out *fuse.Attr) {
+// (other files show 0, as /proc's do). A failed render fails the request
+// (an interrupted one too): a size the kernel would keep must be true.
+func keptSize(ctx context.Context, node fusefs.InodeEmbedder, out *fuse.Attr) syscall.Errno {
 	var f *roFile
 	switch n := node.(type) {
 	case *roFile:
@@ -95,11 +123,14 @@ func keptSize(ctx context.Context, node fusefs.InodeEmbedder, out *fuse.Attr) {
 		f = &n.roFile
 	}
 	if f == nil || !f.keep {
-		return
+		return 0
 	}
-	if data, err := f.render(ctx); err == nil {
-		out.Size = uint64(len(data))
+	data, err := f.render(ctx)
+	if err != nil {
+		return f.t.refusal(f.owned, err)
 	}
+	out.Size = uint64(len(data))
+	return 0
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -126,6 +157,9 @@ func (f *roFile) open(ctx context.Context, flags uint32) (fusefs.FileHandle, uin
 		return nil, 0, f.t.fail(ctx, f.token, "read", f.Path(nil), err)
 	}
 	s := &snapshot{data: data, t: f.t, from: f.owned}
+	if f.keep {
+		f.noteKept(data)
+	}
 	if f.keep && flags&syscall.O_ACCMODE == syscall.O_RDONLY {
 		s.kept, s.gen = f, gen
 		return s, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0

@@ -31,7 +31,9 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		}
 		node, mode := d.child(name)
 		out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
-		keptSize(ctx, node, &out.Attr)
+		if errno := keptSize(ctx, node, &out.Attr); errno != 0 {
+			return nil, errno
+		}
 		out.SetEntryTimeout(staticTimeout)
 		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(d.number, uint64(i+1))}), 0
 	}

@@ -156,7 +156,7 @@ func (t *tree) refusal(o owned, err error) syscall.Errno {
 	}
 	errno := errnoOf(err)
 	if errno == syscall.EIO {
-		t.Log.Error("access check failed", "token", o.token, "err", err)
+		t.Log.Error("request failed", "token", o.token, "err", err)
 	}
 	return errno
 }
