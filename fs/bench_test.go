@@ -517,8 +517,9 @@ type benchReq struct {
 }
 
 type benchResp struct {
-	P99 int64 // nanoseconds
-	Err string
+	P99     int64   // nanoseconds
+	Medians []int64 // for interleave, of each path's reads
+	Err     string
 }
 
 // benchClientMain serves benchReqs, one JSON line each, until stdin ends.
@@ -536,7 +537,10 @@ func benchClientMain(in io.Reader, out io.Writer) int {
 		}
 		lat := make([]time.Duration, req.N)
 		var err error
+		var medians []int64
 		switch req.Op {
+		case "interleave":
+			medians, err = benchInterleave(req.N, req.Paths, buf)
 		case "read":
 			err = benchTimed(lat, func(int) error { return benchRead(req.Paths[0], buf) })
 		case "list":
@@ -548,7 +552,7 @@ func benchClientMain(in io.Reader, out io.Writer) int {
 		default:
 			err = fmt.Errorf("unknown op %q", req.Op)
 		}
-		resp := benchResp{P99: int64(benchP99(lat))}
+		resp := benchResp{P99: int64(benchP99(lat)), Medians: medians}
 		if err != nil {
 			resp.Err = err.Error()
 		}

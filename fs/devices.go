@@ -13,13 +13,15 @@ import (
 // devicesDir is tokens/<name>/devices: mkdir <model> creates a device,
 // rmdir <id> removes one, and each device lists under its id.
 type devicesDir struct {
-	fixedDir
-	token string
+	fixedDir // owned: the token's
 }
 
 var _ = (fusefs.NodeLookuper)((*devicesDir)(nil))
 
 func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	id, err := store.ParseDeviceID(name)
 	if err != nil {
 		return nil, syscall.ENOENT
@@ -33,17 +35,21 @@ func (d *devicesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 	return d.deviceInode(ctx, id, out), 0
 }
 
-// deviceInode is a device's directory; its name is looked up again at each
-// use (entry timeout 0: devices come and go), its attributes may be kept.
+// deviceInode is a device's directory; the kernel keeps its name and
+// attributes (tree.changed drops the name when the device is removed).
 func (d *devicesDir) deviceInode(ctx context.Context, id uint64, out *fuse.EntryOut) *fusefs.Inode {
 	out.SetAttrTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
-	dev := &deviceDir{fixedDir: fixedDir{t: d.t}, token: d.token, id: id}
+	out.SetEntryTimeout(staticTimeout)
+	dev := &deviceDir{fixedDir: fixedDir{t: d.t, owned: d.owned}, id: id}
 	return d.NewInode(ctx, dev, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: deviceIno(id, 0)})
 }
 
 var _ = (fusefs.NodeReaddirer)((*devicesDir)(nil))
 
 func (d *devicesDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	v, err := d.t.Registry.View(ctx, d.token)
 	if err != nil {
 		return nil, d.t.fail(ctx, d.token, "readdir", d.Path(nil), err)
@@ -61,6 +67,9 @@ var _ = (fusefs.NodeMkdirer)((*devicesDir)(nil))
 // name as an entry; a zero entry timeout makes it look the name up again
 // and find nothing, so only the id lists.
 func (d *devicesDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	dev, err := d.t.Registry.CreateDevice(ctx, d.token, name)
 	if err != nil {
 		return nil, d.t.fail(ctx, d.token, "mkdir", d.Path(nil)+"/"+name, err)
@@ -75,6 +84,9 @@ func (d *devicesDir) Mkdir(ctx context.Context, name string, mode uint32, out *f
 var _ = (fusefs.NodeRmdirer)((*devicesDir)(nil))
 
 func (d *devicesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return errno
+	}
 	id, err := store.ParseDeviceID(name)
 	if err == nil {
 		err = d.t.Registry.RemoveDevice(ctx, d.token, id)
@@ -89,15 +101,17 @@ func (d *devicesDir) Rmdir(ctx context.Context, name string) syscall.Errno {
 var _ = (fusefs.NodeGetattrer)((*devicesDir)(nil))
 
 func (d *devicesDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return errno
+	}
 	out.SetTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }
 
 // deviceDir is devices/<id>: the device's files.
 type deviceDir struct {
-	fixedDir
-	token string
-	id    uint64
+	fixedDir // owned: the token's
+	id       uint64
 }
 
 // deviceEntries are the names in a device's directory, in listing order;
@@ -107,10 +121,16 @@ var deviceEntries = []string{"model", "status", "status.json", "usage", "procs",
 var _ = (fusefs.NodeLookuper)((*deviceDir)(nil))
 
 func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	for i, entry := range deviceEntries {
 		if entry == name {
 			node, mode := d.child(name)
 			out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
+			if errno := keptSize(ctx, node, &out.Attr); errno != 0 {
+				return nil, errno
+			}
 			out.SetEntryTimeout(staticTimeout)
 			return d.NewInode(ctx, node, fusefs.StableAttr{Mode: fuse.S_IFREG, Ino: deviceIno(d.id, uint64(i+1))}), 0
 		}
@@ -120,22 +140,22 @@ func (d *deviceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 
 func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	t, token, id := d.t, d.token, d.id
-	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(token, render) }
+	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(d.owned, render) }
 	switch name {
 	case "model":
-		return t.commandFile(token, 0o600, d.renderModel, d.setModel)
+		return t.keptCommandFile(d.owned, 0o600, d.renderModel, d.setModel)
 	case "status":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, id) })
 	case "status.json":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, id) })
 	case "procs":
-		return t.commandFile(token, 0o600, d.renderProcs, d.attach)
+		return t.commandFile(d.owned, 0o600, d.renderProcs, d.attach)
 	case "gpus":
-		return ro(d.renderGPUs)
+		return t.keptFile(d.owned, d.renderGPUs)
 	case "env":
-		return ro(d.renderEnv)
+		return t.keptFile(d.owned, d.renderEnv)
 	case "reset":
-		return t.commandFile(token, 0o200, nil, d.reset)
+		return t.commandFile(d.owned, 0o200, nil, d.reset)
 	case "fits":
 		return ro(d.renderFits)
 	case "job", "waiting":
@@ -147,12 +167,18 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 var _ = (fusefs.NodeReaddirer)((*deviceDir)(nil))
 
 func (d *deviceDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	return fusefs.NewListDirStream(entries(fuse.S_IFREG, deviceEntries...)), 0
 }
 
 var _ = (fusefs.NodeGetattrer)((*deviceDir)(nil))
 
 func (d *deviceDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return errno
+	}
 	out.SetTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }

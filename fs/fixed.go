@@ -10,14 +10,27 @@ import (
 )
 
 // fixedDir is embedded by every directory: it refuses, with EPERM and a line
-// in errors, each change that the tree never allows.
+// in errors, each change that the tree never allows (EACCES or ESTALE first
+// to a caller the directory's token does not admit).
 type fixedDir struct {
 	fusefs.Inode
 	t *tree
+	owned
 }
 
 func (d *fixedDir) refuse(ctx context.Context, op, name string) syscall.Errno {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return errno
+	}
 	return d.t.fail(ctx, "", op, joinPath(d.Path(nil), name), store.ErrNeverAllowed)
+}
+
+var _ = (fusefs.NodeOpendirer)((*fixedDir)(nil))
+
+// Opendir admits the caller to a token's directory (an fd passed or kept
+// from before a revoke included); others open to all.
+func (d *fixedDir) Opendir(ctx context.Context) syscall.Errno {
+	return d.t.admit(ctx, d.owned)
 }
 
 var _ = (fusefs.NodeMkdirer)((*fixedDir)(nil))

@@ -43,7 +43,7 @@ func benchRenderTree(b *testing.B) *tree {
 
 func BenchmarkRender(b *testing.B) {
 	t := benchRenderTree(b)
-	dev := &deviceDir{fixedDir: fixedDir{t: t}, token: "default", id: benchReadID}
+	dev := &deviceDir{fixedDir: fixedDir{t: t, owned: owned{token: "default"}}, id: benchReadID}
 	ctx := context.Background()
 	for _, r := range []struct {
 		name   string

@@ -20,17 +20,18 @@ var _ = (fusefs.NodeOnAdder)((*rootDir)(nil))
 
 func (r *rootDir) OnAdd(ctx context.Context) {
 	t := r.t
-	static := func(name string, render renderFunc) {
-		f := &roFile{t: t, mode: 0o444, render: render}
+	static := func(name string, render renderFunc, keep bool) {
+		f := &roFile{t: t, mode: 0o444, render: render, keep: keep}
 		r.AddChild(name, r.NewPersistentInode(ctx, f, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
 	}
-	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil })
-	static("version", t.renderVersion)
-	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil })
-	static("pool", t.renderPool)
-	static("pool.table", t.renderPoolTable)
-	static("queue", t.renderQueue)
-	static("queue.table", t.renderQueueTable)
+	// README, version and models never change while the daemon runs: kept.
+	static("README", func(context.Context) ([]byte, error) { return []byte(readmeText), nil }, true)
+	static("version", t.renderVersion, true)
+	static("models", func(context.Context) ([]byte, error) { return renderModels(), nil }, true)
+	static("pool", t.renderPool, false)
+	static("pool.table", t.renderPoolTable, false)
+	static("queue", t.renderQueue, false)
+	static("queue.table", t.renderQueueTable, false)
 	// node_exporter's textfile collector judges staleness by the mtime.
 	metrics := &metricsFile{roFile{t: t, mode: 0o444, mtime: t.Node.SampledAt}}
 	r.AddChild("metrics", r.NewPersistentInode(ctx, metrics, fusefs.StableAttr{Mode: fuse.S_IFREG}), false)
@@ -133,9 +134,9 @@ func (d *tokensDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, errno
 	}
 	d.recent.touch(name)
-	tok := &tokenDir{fixedDir: fixedDir{t: d.t}, token: name, number: number}
+	tok := &tokenDir{fixedDir: fixedDir{t: d.t, owned: owned{token: name, number: number}}}
 	out.SetAttrTimeout(d.t.setAttr(ctx, name, fuse.S_IFDIR|0o700, &out.Attr))
-	out.SetEntryTimeout(staticTimeout) // a revoke drops it at once (adminTokensDir.Rmdir)
+	out.SetEntryTimeout(d.t.tokenEntryTimeout(ctx, name)) // a revoke or a change of users drops it at once (ownersChanged)
 	return d.NewInode(ctx, tok, fusefs.StableAttr{Mode: fuse.S_IFDIR, Ino: tokenIno(number, 0)}), 0
 }
 

@@ -12,9 +12,7 @@ import (
 
 // tokenDir is tokens/<name>: the token's files and its devices/.
 type tokenDir struct {
-	fixedDir
-	token  string
-	number uint64 // the token's number, for inode numbers
+	fixedDir // owned: the token's name and number (for inode numbers too)
 }
 
 // tokenEntries are the names in a token's directory, in listing order; the
@@ -24,12 +22,18 @@ var tokenEntries = []string{"current", "limit", "status", "status.json", "errors
 var _ = (fusefs.NodeLookuper)((*tokenDir)(nil))
 
 func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	for i, entry := range tokenEntries {
 		if entry != name {
 			continue
 		}
 		node, mode := d.child(name)
 		out.SetAttrTimeout(d.t.setAttr(ctx, d.token, mode, &out.Attr))
+		if errno := keptSize(ctx, node, &out.Attr); errno != 0 {
+			return nil, errno
+		}
 		out.SetEntryTimeout(staticTimeout)
 		return d.NewInode(ctx, node, fusefs.StableAttr{Mode: mode &^ 0o7777, Ino: tokenIno(d.number, uint64(i+1))}), 0
 	}
@@ -39,12 +43,12 @@ func (d *tokenDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 // child builds the node of one entry and its mode.
 func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	t, token := d.t, d.token
-	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(token, render) }
+	ro := func(render renderFunc) (fusefs.InodeEmbedder, uint32) { return t.readOnlyFile(d.owned, render) }
 	switch name {
 	case "current":
-		return t.commandFile(token, 0o600, d.renderCurrent, d.switchTo)
+		return t.keptCommandFile(d.owned, 0o600, d.renderCurrent, d.switchTo)
 	case "limit":
-		return ro(d.renderLimit)
+		return t.keptFile(d.owned, d.renderLimit)
 	case "status":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, 0) })
 	case "status.json":
@@ -62,12 +66,15 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "usage":
 		return ro(d.renderUsage)
 	}
-	return &devicesDir{fixedDir: fixedDir{t: t}, token: token}, fuse.S_IFDIR | 0o700
+	return &devicesDir{fixedDir: fixedDir{t: t, owned: d.owned}}, fuse.S_IFDIR | 0o700
 }
 
 var _ = (fusefs.NodeReaddirer)((*tokenDir)(nil))
 
 func (d *tokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return nil, errno
+	}
 	list := entries(fuse.S_IFREG, tokenEntries...)
 	for i := range list {
 		if list[i].Name == "devices" {
@@ -80,6 +87,9 @@ func (d *tokenDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 var _ = (fusefs.NodeGetattrer)((*tokenDir)(nil))
 
 func (d *tokenDir) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if errno := d.t.admit(ctx, d.owned); errno != 0 {
+		return errno
+	}
 	out.SetTimeout(d.t.setAttr(ctx, d.token, fuse.S_IFDIR|0o700, &out.Attr))
 	return 0
 }

@@ -239,16 +239,17 @@ func TestCachedOwnersFollowBindings(t *testing.T) {
 	// longer his old token's (a cached owner 1002 would let him in).
 	out = runAs(t, tt, bobUID, `cd "$M/tokens"; cat bob/current; stat -c %u bob bob/current
 echo "`+aliceSecret+`" > "$M/token"
-cat alice/current && stat -c %u alice alice/current
+cat alice/current && stat -c '%u %a' alice alice/current
 cat bob/current`)
-	want := "1002\n1002\n1002\n1002\ncat: bob/current: Permission denied\n"
+	want := "1002\n1002\n0 777\n0 666\ncat: bob/current: Permission denied\n"
 	if out != want {
 		t.Errorf("bob joining alice's token:\n%s\nwant:\n%s", out, want)
 	}
-	// Shared by two users, each sees itself as the owner; bob's old token
-	// has no user left and belongs to root.
-	if out := runAs(t, tt, aliceUID, `stat -c %u "$M/tokens/alice"`); out != "1001\n" {
-		t.Errorf("alice sees her shared token owned by %q", out)
+	// Shared by two users, root owns it, its modes open to all (the daemon
+	// admits its users: TestSharedTokenNeverRefusesItsUsers); bob's old
+	// token has no user left and belongs to root.
+	if out := runAs(t, tt, aliceUID, `stat -c '%u %a' "$M/tokens/alice"`); out != "0 777\n" {
+		t.Errorf("alice sees her shared token as %q", out)
 	}
 	if out := runAs(t, tt, 0, `stat -c %u "$M/tokens/alice" "$M/tokens/bob"`); out != "0\n0\n" {
 		t.Errorf("root sees the shared token and the empty one owned by:\n%s", out)

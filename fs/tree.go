@@ -78,6 +78,7 @@ func mount(dir string, cfg Config) (*fuse.Server, *tree, error) {
 		return nil, nil, err
 	}
 	t.Registry.OnOwnerChange(t.ownersChanged)
+	t.Registry.OnChange(t.changed)
 	go func() { server.Wait(); t.rejects.close() }()
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
@@ -105,15 +106,65 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-// readOnlyFile is a 0400 file of token rendered at open, with its mode.
-func (t *tree) readOnlyFile(token string, render renderFunc) (fusefs.InodeEmbedder, uint32) {
-	return &roFile{t: t, mode: 0o400, token: token, render: render}, fuse.S_IFREG | 0o400
+// readOnlyFile is a 0400 file of a token rendered at open, with its mode.
+func (t *tree) readOnlyFile(o owned, render renderFunc) (fusefs.InodeEmbedder, uint32) {
+	return &roFile{t: t, mode: 0o400, owned: o, render: render}, fuse.S_IFREG | 0o400
 }
 
-// commandFile is a file of token whose writes are commands, with its mode;
-// render is nil for a write-only file.
-func (t *tree) commandFile(token string, mode uint32, render renderFunc, command commandFunc) (fusefs.InodeEmbedder, uint32) {
-	return &cmdFile{roFile: roFile{t: t, mode: mode, token: token, render: render}, command: command}, fuse.S_IFREG | mode
+// keptFile is readOnlyFile for content that changes only on a commit: the
+// kernel keeps it (see roFile.keep).
+func (t *tree) keptFile(o owned, render renderFunc) (fusefs.InodeEmbedder, uint32) {
+	return &roFile{t: t, mode: 0o400, owned: o, render: render, keep: true}, fuse.S_IFREG | 0o400
+}
+
+// commandFile is a file of a token whose writes are commands, with its
+// mode; render is nil for a write-only file.
+func (t *tree) commandFile(o owned, mode uint32, render renderFunc, command commandFunc) (fusefs.InodeEmbedder, uint32) {
+	return &cmdFile{roFile: roFile{t: t, mode: mode, owned: o, render: render}, command: command}, fuse.S_IFREG | mode
+}
+
+// keptCommandFile is commandFile for content that changes only on a
+// commit (every command commits): the kernel keeps it (see roFile.keep).
+func (t *tree) keptCommandFile(o owned, mode uint32, render renderFunc, command commandFunc) (fusefs.InodeEmbedder, uint32) {
+	return &cmdFile{roFile: roFile{t: t, mode: mode, owned: o, render: render, keep: true}, command: command}, fuse.S_IFREG | mode
+}
+
+// owned names the token a node belongs to by name and number: the name
+// finds its records, the number tells it from a token created again under
+// that name after a revoke. The zero owned is a node outside tokens/.
+type owned struct {
+	token  string
+	number uint64 // 0: not checked
+}
+
+// admit answers whether the caller may make a request on a node of o
+// (store.Admit): 0, EACCES or ESTALE. No errors line: shells ask all the
+// time, and a stale node's failures must never reach a new token's errors.
+func (t *tree) admit(ctx context.Context, o owned) syscall.Errno {
+	if o.token == "" {
+		return 0
+	}
+	return t.refusal(o, t.Registry.Admit(ctx, callerUID(ctx), o.token, o.number))
+}
+
+// live answers a read or write on an open file of o: 0, or ESTALE once its
+// token is revoked. Whoever holds the file was admitted at its open.
+func (t *tree) live(ctx context.Context, o owned) syscall.Errno {
+	if o.token == "" {
+		return 0
+	}
+	return t.refusal(o, t.Registry.Live(ctx, o.token, o.number))
+}
+
+func (t *tree) refusal(o owned, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	errno := errnoOf(err)
+	if errno == syscall.EIO {
+		t.Log.Error("request failed", "token", o.token, "err", err)
+	}
+	return errno
 }
 
 // callerToken returns the token the calling process is bound to.
@@ -162,11 +213,13 @@ func (t *tree) fail(ctx context.Context, token, op, path string, err error) sysc
 }
 
 // setAttr fills what stat shows of a node and returns how long the kernel
-// may keep it. A token's nodes belong to its one bound user for every
-// caller, so they are cached and default_permissions lets only that user
-// (and root) in; while several users share a token, each caller sees itself
-// as the owner (as /proc/self does), others root, and nothing is cached.
-// With tokens off, root owns them and their modes are open to everyone.
+// may keep it: the same answer for every caller, so always cacheable.
+// Every request on a token's node is admitted by the daemon (tree.admit);
+// the modes only add the kernel's own check where one owner can carry it.
+// A token's nodes belong to its one bound user, 0700/0600 as DESIGN.md
+// gives them. While several users share a token (and with tokens off) root
+// owns them and their modes are open to all: the kernel lets every caller
+// through to the daemon, which refuses all but the token's users.
 func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse.Attr) time.Duration {
 	out.Mode = mode
 	out.Nlink = 1
@@ -177,21 +230,25 @@ func (t *tree) setAttr(ctx context.Context, token string, mode uint32, out *fuse
 	if token == "" {
 		return staticTimeout
 	}
-	c, ok := fuse.FromContext(ctx)
-	if owner, err := t.Registry.TokenOwner(ctx, token); err == nil && owner.Uniform {
-		if owner.Everyone {
-			out.Mode |= (mode & 0o700 >> 3) | (mode & 0o700 >> 6)
-		}
+	owner, err := t.Registry.TokenOwner(ctx, token)
+	if err == nil && owner.Uniform && !owner.Everyone {
 		out.Uid = uint32(owner.UID)
-		if ok && c.Uid == out.Uid {
-			out.Gid = c.Gid // the group shows no permission bits, so any caller's answer may be cached
-		}
 		return staticTimeout
 	}
-	if ok {
-		if own, err := t.Registry.CallerToken(ctx, int(c.Uid)); err == nil && own == token {
-			out.Uid, out.Gid = c.Uid, c.Gid
-		}
+	out.Mode |= (mode & 0o700 >> 3) | (mode & 0o700 >> 6)
+	if err != nil {
+		return 0
+	}
+	return staticTimeout
+}
+
+// tokenEntryTimeout is how long the kernel may keep the name tokens/<token>:
+// while the modes carry the check (one user), staticTimeout; while they are
+// open to all (a shared token), 0, so that every walk from /moreh asks the
+// daemon's Lookup, which admits only the token's users.
+func (t *tree) tokenEntryTimeout(ctx context.Context, token string) time.Duration {
+	if owner, err := t.Registry.TokenOwner(ctx, token); err == nil && owner.Uniform {
+		return staticTimeout
 	}
 	return 0
 }
@@ -204,17 +261,82 @@ func (t *tree) ownersChanged(tokens []string) {
 	}
 	for _, name := range tokens {
 		if dir := t.tokens.GetChild(name); dir != nil {
-			notifyAttrs(dir)
+			notifyTree(dir)
+		}
+		t.tokens.NotifyEntry(name) // a shared token's name is never kept: see tokenEntryTimeout
+	}
+}
+
+// changed drops what the kernel keeps of what a commit changed (OnChange):
+// called after the commit and before the call that made it returns, never
+// under a lock of ours, so that no reader sees content older than a commit
+// that returned. Entries of removed devices are dropped in the background:
+// the kernel holds devices/ while its own rmdir runs (and drops that name
+// itself).
+func (t *tree) changed(c store.Changes) {
+	if t.tokens == nil {
+		return
+	}
+	if c.All {
+		for _, dir := range t.tokens.Children() {
+			notifyKept(dir, "current", "limit")
+			if devs := dir.GetChild("devices"); devs != nil {
+				for _, dev := range devs.Children() {
+					notifyKept(dev, "model", "gpus", "env")
+				}
+			}
+		}
+		return
+	}
+	for _, name := range c.Tokens {
+		if dir := t.tokens.GetChild(name); dir != nil {
+			notifyKept(dir, "current", "limit")
+		}
+	}
+	for _, d := range c.Devices {
+		dir := t.tokens.GetChild(d.Token)
+		if dir == nil {
+			continue
+		}
+		devs := dir.GetChild("devices")
+		if devs == nil {
+			continue
+		}
+		id := formatUint(d.ID)
+		if dev := devs.GetChild(id); dev != nil {
+			notifyKept(dev, "model", "gpus", "env")
+			if d.Removed {
+				go devs.NotifyEntry(id)
+			}
 		}
 	}
 }
 
-// notifyAttrs invalidates the attributes of n and of every node below it
-// that the kernel knows (offset -1: attributes only, no content).
-func notifyAttrs(n *fusefs.Inode) {
-	n.NotifyContent(-1, 0)
+// notifyKept invalidates the named kept files of dir that the kernel knows:
+// their generation first (a read under way renders again), then the
+// kernel's attributes and pages.
+func notifyKept(dir *fusefs.Inode, names ...string) {
+	for _, name := range names {
+		child := dir.GetChild(name)
+		if child == nil {
+			continue
+		}
+		switch f := child.Operations().(type) {
+		case *roFile:
+			f.gen.Add(1)
+		case *cmdFile:
+			f.gen.Add(1)
+		}
+		child.NotifyContent(0, 0)
+	}
+}
+
+// notifyTree invalidates the attributes and cached content of n and of
+// every node below it that the kernel knows.
+func notifyTree(n *fusefs.Inode) {
+	n.NotifyContent(0, 0)
 	for _, child := range n.Children() {
-		notifyAttrs(child)
+		notifyTree(child)
 	}
 }
 
@@ -234,6 +356,7 @@ var kindErrno = map[store.Kind]syscall.Errno{
 	store.KindDenied:       syscall.EACCES,
 	store.KindInterrupted:  syscall.EINTR,
 	store.KindExhausted:    syscall.EOVERFLOW,
+	store.KindStale:        syscall.ESTALE,
 }
 
 // errnoOf maps a failure to its errno; anything unknown is a store failure.

@@ -7,6 +7,9 @@
 #   COUNT=3 BENCHTIME=0.3s scripts/bench.sh
 #   PROFILE=DIR scripts/bench.sh        # also CPU profiles of the servers, one per benchmark
 #   sudo scripts/bench.sh scale         # the scale section alone (about 2 minutes)
+#   scripts/bench.sh reads              # only: reads against a go-fuse floor in its own process,
+#                                       # interleaved read by read, and kept files against tmpfs
+#   scripts/bench.sh create             # only: 16 creators' speed-up against the creation floor's
 #
 # Floors: tmpfs (the same bytes in a file on /dev/shm: the kernel's floor),
 # go-fuse (the same bytes served from memory by a minimal go-fuse tree of the
@@ -35,15 +38,11 @@ keep=${KEEP:-}            # a directory to keep the raw go test output in
 profile=${PROFILE:-}      # a directory for CPU profiles of the servers (go tool pprof)
 
 scale_count=${SCALE_COUNT:-1}
-mode=all
-case "${1:-}" in
-"") ;;
-scale) mode=scale ;;
-*)
-	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [SCALE_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0 [scale]" >&2
+section=${1:-}
+if [ $# -gt 1 ] || ! [[ $section =~ ^(reads|create|scale)?$ ]]; then
+	echo "usage: [COUNT=N] [BENCHTIME=D] [RSS_COUNT=N] [SCALE_COUNT=N] [KEEP=DIR] [PROFILE=DIR] $0 [reads|create|scale]" >&2
 	exit 2
-	;;
-esac
+fi
 if [ "$(id -u)" != 0 ]; then
 	echo "scripts/bench.sh: the benchmarks mount FUSE with mount(2) and need root (try: sudo $0)" >&2
 	exit 1
@@ -81,13 +80,20 @@ bench() {
 	printf '  (%ds)\n' $((SECONDS - start)) >&2
 }
 
-if [ "$mode" = all ]; then
+case $section in
+scale) ;;
+reads) bench reads ./fs/ '^BenchmarkReadFloor$' "${READS:-3000x}" "$count" ;;
+create) bench create ./fs/ '^BenchmarkCreate$' "$benchtime" "$count" ;;
+*)
 	bench fs ./fs/ '^Benchmark(Read|Create|Switch|List|SMI)$' "$benchtime" "$count"
 	bench req ./fs/ '^BenchmarkRequests$' 1x 1
 	bench store ./store/ '^BenchmarkStore' "$benchtime" "$count"
 	bench rss ./cmd/morehd/ '^BenchmarkDaemonRSS$' 1x "$rss_count"
+	;;
+esac
+if [ -z "$section" ] || [ "$section" = scale ]; then
+	bench scale ./cmd/morehd/ '^BenchmarkScale$' 1x "$scale_count"
 fi
-bench scale ./cmd/morehd/ '^BenchmarkScale$' 1x "$scale_count"
 [ -z "$keep" ] || { mkdir -p "$keep" && cp "$raw"/*.txt "$keep"/; }
 
 # Medians: one "name unit median runs" line per benchmark and unit, the name
@@ -201,7 +207,7 @@ scale_section() {
 	printf '  %s\n' "${targets[@]}"
 }
 
-if [ "$mode" = scale ]; then
+if [ "$section" = scale ]; then
 	scale_section
 	[ ! -e "$raw/missing" ] || exit 1
 	echo "(one run on $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); go test output: KEEP=DIR $0 scale)"
@@ -217,6 +223,35 @@ reqs() {
 }
 # us NS: nanoseconds as microseconds.
 us() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1000 }'; }
+
+# The sections alone: their ratios and targets, then done.
+case $section in
+reads)
+	echo "reads, interleaved read by read with the floor (medians of $count runs of ${READS:-3000x}):"
+	for f in current usage status status.json; do
+		x=$(get "BenchmarkReadFloor/$f" x-floor)
+		printf '  %-22s tree %6s µs  go-fuse floor (own process) %6s µs  %5.2fx (<= 1.2x) %s\n' "$f" \
+			"$(us "$(get "BenchmarkReadFloor/$f" tree-ns)")" "$(us "$(get "BenchmarkReadFloor/$f" floor-ns)")" "$x" "$(result le "$x" 1.2)"
+	done
+	for f in tokens-current model; do
+		x=$(get "BenchmarkReadFloor/$f" x-tmpfs)
+		printf '  %-22s tree %6s µs  tmpfs %6s µs  %5.2fx (<= 3x) %s\n' "$f (kept)" \
+			"$(us "$(get "BenchmarkReadFloor/$f" tree-ns)")" "$(us "$(get "BenchmarkReadFloor/$f" tmpfs-ns)")" "$x" "$(result le "$x" 3)"
+	done
+	;;
+create)
+	fspeedup=$(ratio "$(get BenchmarkCreate/gofuse-1creator ns/op)" "$(get BenchmarkCreate/gofuse-16creators ns/op)")
+	speedup=$(ratio "$(get BenchmarkCreate/1creator ns/op)" "$(get BenchmarkCreate/16creators ns/op)")
+	x=$(ratio "$speedup" "$fspeedup")
+	echo "16 concurrent creators (medians of $count runs): tree ${speedup}x one creator, creation floor ${fspeedup}x:" \
+		"${x}x the floor's speed-up (>= 0.95x) $(result le 0.95 "$x")"
+	;;
+esac
+if [ -n "$section" ]; then
+	[ ! -e "$raw/missing" ] || exit 1
+	echo "(one run on $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
+	exit 0
+fi
 
 rows=()
 targets=()

@@ -50,6 +50,13 @@ func (l *ErrorLog) Add(token string, caller Caller, op, path string, err error) 
 	l.byToken[token] = lines
 }
 
+// Forget drops token's lines (it was revoked).
+func (l *ErrorLog) Forget(token string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.byToken, token)
+}
+
 // Render returns the errors file of token.
 func (l *ErrorLog) Render(token string) []byte {
 	l.mu.Lock()

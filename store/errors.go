@@ -25,6 +25,7 @@ const (
 	KindDenied                   // a file opened against its mode
 	KindInterrupted              // the caller gave up: its request was interrupted
 	KindExhausted                // every device id has been handed out (ids are never reused)
+	KindStale                    // a node of a revoked token (a new token of the same name is another)
 )
 
 var (

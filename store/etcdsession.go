@@ -25,7 +25,7 @@ type sessionKeeper interface {
 // SessionChanges reports the engine's session changes; nil (never ready)
 // for an engine without sessions (bbolt).
 func (r *Registry) SessionChanges() <-chan SessionChange {
-	if k, ok := baseEngine(r.eng).(sessionKeeper); ok {
+	if k, ok := r.raw.(sessionKeeper); ok {
 		return k.sessionChanges()
 	}
 	return nil

@@ -25,12 +25,13 @@ type changedKey struct{ bucket, key string }
 // engine's watch, until ctx ends. An engine no one else writes (bbolt)
 // needs none: it returns at once.
 func (r *Registry) FollowOthers(ctx context.Context) {
-	w, ok := baseEngine(r.eng).(changeWatcher)
+	w, ok := r.raw.(changeWatcher)
 	if !ok {
 		return
 	}
 	for batch := range w.watchChanges(ctx) {
 		r.remoteChanges.Add(1)
+		r.changes.notify(r.changedElsewhere(ctx, batch))
 		var names []string
 		var devices []uint64
 		everything, jobs := batch == nil, false

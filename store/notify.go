@@ -92,15 +92,3 @@ func (t *watchedTx) borrow(bucket, key []byte) []byte {
 	}
 	return t.Tx.Get(bucket, key)
 }
-
-// baseEngine is the engine under any notifyingEngine, for the interfaces
-// only a backend has (etcd's watch and session).
-func baseEngine(e Engine) Engine {
-	for {
-		n, ok := e.(*notifyingEngine)
-		if !ok {
-			return e
-		}
-		e = n.Engine
-	}
-}

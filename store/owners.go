@@ -9,9 +9,10 @@ import (
 // Owner is whom stat shows as the owner of a token's files. When Uniform it
 // is the same for every caller, so the kernel may cache the attributes.
 type Owner struct {
-	UID      int  // the one user bound to the token; root when none is
-	Uniform  bool // false while several users share the token: each sees itself
-	Everyone bool // tokens are off: every local user shares this token
+	UID      int    // the one user bound to the token; root when none is
+	Uniform  bool   // false while several users share the token: each sees itself
+	Everyone bool   // tokens are off: every local user shares this token
+	Number   uint64 // the token's number: a token revoked and created again under its name is another
 }
 
 // ownerOf applies the rule: with tokens off every local user shares the
@@ -19,7 +20,7 @@ type Owner struct {
 // as a user (the kernel lets it in anyway).
 func ownerOf(t Token, enabled bool) Owner {
 	if !enabled {
-		return Owner{Uniform: true, Everyone: true}
+		return Owner{Uniform: true, Everyone: true, Number: t.Number}
 	}
 	var users []int
 	for _, uid := range t.UIDs {
@@ -29,11 +30,11 @@ func ownerOf(t Token, enabled bool) Owner {
 	}
 	switch len(users) {
 	case 0:
-		return Owner{Uniform: true}
+		return Owner{Uniform: true, Number: t.Number}
 	case 1:
-		return Owner{UID: users[0], Uniform: true}
+		return Owner{UID: users[0], Uniform: true, Number: t.Number}
 	}
-	return Owner{}
+	return Owner{Number: t.Number}
 }
 
 // owners remembers every token's Owner, to tell the tree which changed.
@@ -138,7 +139,7 @@ func (r *Registry) RefreshTokens(ctx context.Context) error {
 	seen := make(map[string]Owner, len(owners))
 	for _, o := range owners {
 		if !enabled {
-			o.owner = ownerOf(Token{}, false)
+			o.owner = ownerOf(Token{Number: o.owner.Number}, false)
 		}
 		seen[o.name] = o.owner
 	}

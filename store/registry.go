@@ -30,6 +30,8 @@ type Registry struct {
 	now    func() time.Time
 
 	secretTokens  atomic.Int64                                // tokens with a secret: when 0 every caller shares the default token
+	raw           Engine                                      // eng unwrapped, for what only some engines do (watch, sessions)
+	changes       changeHook                                  // OnChange
 	owners        owners                                      // each token's Owner, to tell the tree which changed
 	figures       atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
 	remoteChanges atomic.Uint64                               // FollowOthers's batches
@@ -57,8 +59,9 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	if opts.HistoryKeep == 0 {
 		opts.HistoryKeep = 1000
 	}
-	r := &Registry{opts: opts, Errors: NewErrorLog(), now: time.Now}
-	r.eng = &notifyingEngine{Engine: eng, changed: &r.jobsChanged}
+	r := &Registry{raw: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
+	// Commits wake the queue's waiters and tell OnChange what they wrote.
+	r.eng = trackingEngine{Engine: &notifyingEngine{Engine: eng, changed: &r.jobsChanged}, hook: &r.changes}
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err

@@ -122,6 +122,7 @@ func (r *Registry) RevokeToken(ctx context.Context, name string) error {
 	if err != nil {
 		return ioError(err)
 	}
+	r.Errors.Forget(name) // a token created again under the name starts with none of these
 	if r.secretTokens.Add(-1) <= 0 {
 		r.RefreshTokens(ctx) // the last one: every caller shares the default token again
 	} else {

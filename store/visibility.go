@@ -56,3 +56,39 @@ func (r *Registry) ListedTokens(ctx context.Context, uid int) ([]string, error) 
 	}
 	return []string{own}, nil
 }
+
+// Admit is the rule of every request on a node of token number (its
+// directory, devices and files): KindStale once that token is revoked (a
+// token created again under its name has another number and is another
+// token), else nil for root, for every caller while tokens are off, and for
+// the users bound to it; KindDenied for anyone else. The tree asks it on
+// each request rather than leaning on the kernel's check of one owner,
+// because a token may be shared by several users.
+func (r *Registry) Admit(ctx context.Context, uid int, token string, number uint64) error {
+	if err := r.Live(ctx, token, number); err != nil {
+		return err
+	}
+	if uid == 0 || !r.tokensEnabled() {
+		return nil
+	}
+	own, err := r.CallerToken(ctx, uid)
+	switch {
+	case KindOf(err) == KindUnbound || err == nil && own != token:
+		return errorf(KindDenied, "Permission denied: token %s is not yours.", quoteInput(token))
+	case err != nil:
+		return err
+	}
+	return nil
+}
+
+// Live is Admit without the caller: KindStale once token number is revoked.
+// An open file answers it on each read and write (whoever holds the file
+// was admitted when it was opened, as the kernel's modes are checked).
+func (r *Registry) Live(ctx context.Context, token string, number uint64) error {
+	o, err := r.TokenOwner(ctx, token)
+	switch {
+	case KindOf(err) == KindNotFound || err == nil && number != 0 && o.Number != number:
+		return errorf(KindStale, "Stale: token %s was revoked; this file belonged to it.", quoteInput(token))
+	}
+	return err
+}

@@ -458,3 +458,32 @@ func TestClusterIdleNodesDoNotPoll(t *testing.T) {
 		t.Errorf("idle nodes sent %v range requests in 3 s, want none", after-before)
 	}
 }
+
+// TestClusterKeptFilesFollowOtherNodes: node a keeps current and a model in
+// its kernel; after each switch and model change on node b returns, node
+// a reads the new value at once (its open sees what the store holds; the
+// watch need not have come yet).
+func TestClusterKeptFilesFollowOtherNodes(t *testing.T) {
+	c := startCluster(t)
+	a, b := c.nodes[0], c.nodes[1]
+	for range 2 {
+		if err := os.Mkdir(a.Path("devices", "Small.64GB"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, models := []string{"2026", "2027"}, []string{"Medium.128GB", "Small.64GB"}
+	for i := range 100 {
+		if err := os.WriteFile(b.Path("current"), []byte(ids[i%2]), 0); err != nil {
+			t.Fatalf("switch on node b: %v", err)
+		}
+		if err := os.WriteFile(b.Path("devices", "2026", "model"), []byte(models[i%2]), 0); err != nil {
+			t.Fatalf("model on node b: %v", err)
+		}
+		if got := read(t, a.Path("current")); got != ids[i%2]+"\n" {
+			t.Fatalf("round %d: node a's current = %q, want %s\n%s", i, got, ids[i%2], a.Log())
+		}
+		if got := read(t, a.Path("devices", "2026", "model")); got != models[i%2]+"\n" {
+			t.Fatalf("round %d: node a's model = %q, want %s\n%s", i, got, models[i%2], a.Log())
+		}
+	}
+}
