@@ -694,13 +694,21 @@ type benchClient struct {
 
 func benchStartClient(b *testing.B) *benchClient {
 	b.Helper()
-	cmd := exec.Command(os.Args[0])
 	// No preemption signals, and no collections to cause them: a signal
 	// that lands while a request waits makes the kernel send a FUSE
 	// INTERRUPT, which go-fuse answers with EAGAIN until it has read the
 	// request, so that the kernel sends it again (seen: 88 times for one
 	// request). cat and ls, which the client stands for, take no signals.
-	cmd.Env = append(os.Environ(), benchClientEnv+"=1", "GOGC=off", "GODEBUG=asyncpreemptoff=1")
+	in, out := benchStartSelf(b, benchClientEnv+"=1", "GOGC=off", "GODEBUG=asyncpreemptoff=1")
+	return &benchClient{enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
+}
+
+// benchStartSelf runs the test binary again with env added, as a process of
+// its own spoken to through its stdin and stdout, until the benchmark ends.
+func benchStartSelf(b *testing.B, env ...string) (io.WriteCloser, io.Reader) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -714,7 +722,7 @@ func benchStartClient(b *testing.B) *benchClient {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { in.Close(); cmd.Wait() })
-	return &benchClient{enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
+	return in, out
 }
 
 // run times b.N operations of req (req.N when set) in the client and

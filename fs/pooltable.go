@@ -55,20 +55,7 @@ func appendPoolTable(b []byte, rows []PoolRow) []byte {
 		cells[i] = []string{r.Node, strconv.Itoa(r.Index), r.Name, strconv.Itoa(r.Units), device,
 			used, formatUint(r.MemoryMiB) + " MiB", util}
 	}
-	g := newGrid(poolColumns, cells)
-	if len(cells) == 0 {
-		g.fit(bannerWidth(noGPUs))
-	}
-	b = g.rule(b, '-')
-	b = g.header(b)
-	b = g.rule(b, '=')
-	if len(cells) == 0 {
-		b = g.banner(b, noGPUs)
-	}
-	for _, r := range cells {
-		b = g.row(b, r)
-	}
-	return g.rule(b, '-')
+	return appendListing(b, poolColumns, cells, noGPUs)
 }
 
 // poolRows are the runtime's pool view as rows: another node's GPUs show

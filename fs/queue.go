@@ -93,20 +93,7 @@ func appendQueueTable(b []byte, rows []QueueRow) []byte {
 		cells[i] = []string{strconv.Itoa(r.Position), formatUint(r.Job), token, device, r.Model, strconv.Itoa(r.Units),
 			r.Since.UTC().Format(time.RFC3339), waitingFor[r.Reason]}
 	}
-	g := newGrid(queueColumns, cells)
-	if len(cells) == 0 {
-		g.fit(bannerWidth(noWaitingJobs))
-	}
-	b = g.rule(b, '-')
-	b = g.header(b)
-	b = g.rule(b, '=')
-	if len(cells) == 0 {
-		b = g.banner(b, noWaitingJobs)
-	}
-	for _, r := range cells {
-		b = g.row(b, r)
-	}
-	return g.rule(b, '-')
+	return appendListing(b, queueColumns, cells, noWaitingJobs)
 }
 
 func (t *tree) renderQueue(ctx context.Context) ([]byte, error) {

@@ -241,6 +241,25 @@ func newGrid(cols []column, rows [][]string) *grid {
 	return g
 }
 
+// appendListing appends a grid of rows under cols, or the banner empty
+// across it when there are none (as the pool and the queue show).
+func appendListing(b []byte, cols []column, cells [][]string, empty string) []byte {
+	g := newGrid(cols, cells)
+	if len(cells) == 0 {
+		g.fit(bannerWidth(empty))
+	}
+	b = g.rule(b, '-')
+	b = g.header(b)
+	b = g.rule(b, '=')
+	if len(cells) == 0 {
+		b = g.banner(b, empty)
+	}
+	for _, r := range cells {
+		b = g.row(b, r)
+	}
+	return g.rule(b, '-')
+}
+
 // width is the length of every line of the grid, borders included.
 func (g *grid) width() int {
 	n := 1 // the leading border
