@@ -7,13 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/moreh-io/moreh/fs/node/cgroup"
 )
 
 // prepareMountpoint creates dir if missing and clears the stale mount a
@@ -25,7 +25,7 @@ func prepareMountpoint(dir string, log *slog.Logger) error {
 	// cached attributes even after the daemon died.
 	err := statfsWithin(dir, mountpointAnswerWait)
 	if errors.Is(err, errMountHung) {
-		return fmt.Errorf("the mountpoint %s does not answer within %v: the daemon serving it is stopped or hung; end it (kill -CONT, or kill -KILL its pid) or detach the mount (umount -l %s), then start again", dir, mountpointAnswerWait, dir)
+		return fmt.Errorf("the mountpoint %s does not answer within %v: the daemon serving it is stopped or hung; end it (kill -CONT, or kill -KILL its pid) or detach the mount (umount -l %s), then start again%s", dir, mountpointAnswerWait, dir, abortHint(dir))
 	}
 	if errors.Is(err, syscall.ENOTCONN) {
 		log.Warn("clearing a stale mount", "mount", dir)
@@ -73,40 +73,45 @@ func servedByMorehd(dir string) bool {
 	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = resolved
 	}
-	info, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	moreh := false
-	for _, line := range strings.Split(string(info), "\n") {
-		// id parent major:minor root mountpoint options [optional…] - fstype source super
-		fields := strings.Fields(line)
-		sep := slices.Index(fields, "-")
-		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) || unescapeMountinfo(fields[4]) != abs {
-			continue
-		}
-		moreh = fields[sep+1] == "fuse.moreh" // later lines are mounted on top of earlier ones
-	}
-	return moreh
+	m, ok := topMount(abs)
+	return ok && m.FSType == "fuse.moreh"
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+// topMount is the mount on abs that is on top (later lines of mountinfo are
+// mounted over earlier ones).
+func topMount(abs string) (cgroup.Mount, bool) {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return cgroup.Mount{}, false
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
+	mounts, err := cgroup.ParseMountinfo(info)
+	if err != nil {
+		return cgroup.Mount{}, false
+	}
+	var top cgroup.Mount
+	found := false
+	for _, m := range mounts {
+		if m.MountPoint == abs {
+			top, found = m, true
 		}
-		b.WriteByte(s[i])
 	}
-	return b.String()
+	return top, found
+}
+
+// abortHint names the file that aborts the FUSE connection of the mount on
+// dir: the way out when a killed daemon cannot exit (a thread of it waits in
+// the kernel for a directory that a request it will never answer holds).
+func abortHint(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	m, ok := topMount(abs)
+	_, minor, cut := strings.Cut(m.Dev, ":")
+	if !ok || !cut || !strings.HasPrefix(m.FSType, "fuse") {
+		return ""
+	}
+	return fmt.Sprintf("; if its daemon was killed and does not exit, abort the connection: echo 1 > /sys/fs/fuse/connections/%s/abort", minor)
 }
 
 // stopGrace is how long stopping waits for processes that still hold the

@@ -244,9 +244,44 @@ func (d *Daemon) Stop() {
 		}
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		<-done
+		d.waitKilled(done)
 		d.t.Errorf("morehd did not stop on SIGTERM:\n%s", d.log)
 	}
+}
+
+// waitKilled waits for a SIGKILLed daemon to exit. One whose thread waits in
+// the kernel for a directory lock, held by a request it will never answer
+// (an entry invalidation under way at the kill), cannot exit until its FUSE
+// connection is aborted: after a while, the test aborts its own mount's.
+func (d *Daemon) waitKilled(done <-chan error) {
+	select {
+	case <-done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	if err := abortConnection(d.Mount); err != nil {
+		d.t.Errorf("a killed morehd does not exit, and its connection cannot be aborted: %v", err)
+	}
+	<-done
+}
+
+// abortConnection aborts the FUSE connection of the mount on dir (found in
+// mountinfo: a stat of a dead mount would hang).
+func abortConnection(dir string) error {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	mounts, err := cgroup.ParseMountinfo(info)
+	if err != nil {
+		return err
+	}
+	for _, m := range slices.Backward(mounts) {
+		if _, minor, ok := strings.Cut(m.Dev, ":"); ok && m.MountPoint == dir && strings.HasPrefix(m.FSType, "fuse") {
+			return os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
+		}
+	}
+	return fmt.Errorf("no FUSE mount on %s", dir)
 }
 
 // Kill SIGKILLs the daemon, leaving a stale mount behind as a crash would.
@@ -257,7 +292,9 @@ func (d *Daemon) Kill() {
 	d.mu.Unlock()
 	if cmd != nil {
 		cmd.Process.Kill()
-		cmd.Wait()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		d.waitKilled(done)
 	}
 }
 

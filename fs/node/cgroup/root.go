@@ -13,6 +13,7 @@ import (
 
 // Mount is one line of /proc/self/mountinfo, the fields this package needs.
 type Mount struct {
+	Dev        string // the filesystem's major:minor (a FUSE mount's minor names its connection)
 	Root       string // the mounted subtree of the filesystem ("/" unless bind- or namespace-mounted)
 	MountPoint string
 	FSType     string
@@ -79,6 +80,7 @@ func ParseMountinfo(data []byte) ([]Mount, error) {
 			return nil, fmt.Errorf("mountinfo line %d: %q is not id parent dev root mountpoint options ... - fstype ...", n, line)
 		}
 		mounts = append(mounts, Mount{
+			Dev:        f[2],
 			Root:       unescapeOctal(f[3]),
 			MountPoint: unescapeOctal(f[4]),
 			FSType:     unescapeOctal(f[sep+1]),

@@ -26,16 +26,16 @@ func TestFindCgroup2(t *testing.T) {
 		want       Mount
 		err        error
 	}{
-		{"hybrid", hybridHost, Mount{Root: "/", MountPoint: "/sys/fs/cgroup/unified", FSType: "cgroup2", Options: []string{"rw", "relatime"}}, nil},
-		{"systemd", systemdHost, Mount{Root: "/", MountPoint: "/sys/fs/cgroup", FSType: "cgroup2", Options: []string{"rw", "nosuid", "nodev", "noexec", "relatime"}}, nil},
+		{"hybrid", hybridHost, Mount{Dev: "0:38", Root: "/", MountPoint: "/sys/fs/cgroup/unified", FSType: "cgroup2", Options: []string{"rw", "relatime"}}, nil},
+		{"systemd", systemdHost, Mount{Dev: "0:26", Root: "/", MountPoint: "/sys/fs/cgroup", FSType: "cgroup2", Options: []string{"rw", "nosuid", "nodev", "noexec", "relatime"}}, nil},
 		{"no cgroup2", "26 1 259:2 / / rw - ext4 /dev/sda rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", Mount{}, ErrNoCgroup2},
 		{"empty", "", Mount{}, ErrNoCgroup2},
 		{"escaped space and backslash", `50 26 0:40 /a\134b /mnt/my\040cgroups ro,relatime - cgroup2 cgroup2 rw` + "\n",
-			Mount{Root: `/a\b`, MountPoint: "/mnt/my cgroups", FSType: "cgroup2", Options: []string{"ro", "relatime"}}, nil},
+			Mount{Dev: "0:40", Root: `/a\b`, MountPoint: "/mnt/my cgroups", FSType: "cgroup2", Options: []string{"ro", "relatime"}}, nil},
 		{"escaped tab, newline, and a backslash that is no escape", `50 26 0:40 / /m\011n\012o\p\9 rw - cgroup2 none rw` + "\n",
-			Mount{Root: "/", MountPoint: "/m\tn\no\\p\\9", FSType: "cgroup2", Options: []string{"rw"}}, nil},
+			Mount{Dev: "0:40", Root: "/", MountPoint: "/m\tn\no\\p\\9", FSType: "cgroup2", Options: []string{"rw"}}, nil},
 		{"optional fields before the separator", "27 22 0:26 / /cg rw shared:4 master:1 - cgroup2 cgroup2 rw\n",
-			Mount{Root: "/", MountPoint: "/cg", FSType: "cgroup2", Options: []string{"rw"}}, nil},
+			Mount{Dev: "0:26", Root: "/", MountPoint: "/cg", FSType: "cgroup2", Options: []string{"rw"}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := FindCgroup2([]byte(tc.info))
