@@ -195,12 +195,29 @@ type benchSlowProbe struct {
 }
 
 func (p benchSlowProbe) Sample(ctx context.Context) ([]gpu.Reading, error) {
-	time.Sleep(p.wait)
+	if err := p.slow(ctx); err != nil {
+		return nil, err
+	}
 	return p.Probe.Sample(ctx)
 }
 
+// slow is the probe's wait: the slowness under test, cut short when the
+// sampler stops.
+func (p benchSlowProbe) slow(ctx context.Context) error {
+	t := time.NewTimer(p.wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (p benchSlowProbe) Processes(ctx context.Context) ([]gpu.Process, error) {
-	time.Sleep(p.wait)
+	if err := p.slow(ctx); err != nil {
+		return nil, err
+	}
 	return p.Probe.Processes(ctx)
 }
 

@@ -1024,6 +1024,8 @@ func verifyCrashRound(t *testing.T, d *morehdtest.Daemon, run *crashRun, toks []
 	var s treeSnap
 	var err error
 	var chosen map[string]*crashOp
+	poll := time.NewTicker(20 * time.Millisecond) // a poll with a deadline: the first reap has no event to wait on
+	defer poll.Stop()
 	for {
 		s, err = snapshot(d)
 		if err == nil {
@@ -1063,7 +1065,7 @@ func verifyCrashRound(t *testing.T, d *morehdtest.Daemon, run *crashRun, toks []
 			t.Logf("daemon log:\n%s", d.Log())
 			return
 		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline for the first reap
+		<-poll.C
 	}
 
 	// Ids: unique (checked above), never one that was removed, and each new

@@ -199,6 +199,8 @@ func TestSoak(t *testing.T) {
 
 	// The invariants, once the last resets and exits are reaped.
 	deadline := time.Now().Add(5 * time.Second)
+	poll := time.NewTicker(20 * time.Millisecond) // a poll with a deadline: the reaper has no event to wait on
+	defer poll.Stop()
 	for {
 		s, err := snapshot(d)
 		v := s.violations(pidAlive)
@@ -216,7 +218,7 @@ func TestSoak(t *testing.T) {
 			}
 			break
 		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline for the reaper
+		<-poll.C
 	}
 	if d.PID() != pid || !pidAlive(pid) {
 		t.Errorf("the daemon died during the soak:\n%s", d.Log())
