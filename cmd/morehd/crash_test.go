@@ -105,20 +105,25 @@ func (h *helper) kill() {
 }
 
 // leave makes an orphaner fork its background child and exit: from now on
-// the child alone holds its job. It returns false if it could not.
-func (h *helper) leave() bool {
+// the child alone holds its job. It returns false if it could not; an
+// orphaner that a reset had already killed (by a signal) has no child to
+// leave, and is not an error.
+func (h *helper) leave() (bool, error) {
 	if h.orphan == nil || h.left {
-		return false
+		return false, nil
 	}
 	h.orphan.Close() // read returns: bash forks sleep, writes its pid, exits
 	<-h.done
 	b, err := os.ReadFile(h.childPID)
 	pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+	if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); (err != nil || perr != nil) && ok && ws.Signaled() {
+		return false, nil
+	}
 	if err != nil || perr != nil {
-		return false
+		return false, fmt.Errorf("an orphaner (%s) left no child: %v %v", h.cmd.ProcessState, err, perr)
 	}
 	h.pid, h.left = pid, true
-	return true
+	return true, nil
 }
 
 // helpers starts and, at the end of the test, kills helper processes.
@@ -726,10 +731,12 @@ func (tok *crashToken) step(run *crashRun, rng *rand.Rand) bool {
 	}
 	tok.apply(op)
 	if op.kind == "attach" && op.helper.orphan != nil && rng.Intn(2) == 0 {
-		if !op.helper.leave() {
-			tok.failures = append(tok.failures, fmt.Sprintf("%v: the orphaner did not leave its child", op))
+		switch left, err := op.helper.leave(); {
+		case err != nil:
+			tok.failures = append(tok.failures, fmt.Sprintf("%v: %v", op, err))
+		case left:
+			run.orphaned.Add(1)
 		}
-		run.orphaned.Add(1)
 	}
 	return true
 }
@@ -945,10 +952,13 @@ func TestCrashRecovery(t *testing.T) {
 				}
 				for _, h := range dev.helpers {
 					if h.orphan != nil && !h.left && rng.Intn(2) == 0 {
-						if !h.leave() {
-							t.Fatalf("an orphaner did not leave its child")
+						left, err := h.leave()
+						if err != nil {
+							t.Fatal(err)
 						}
-						run.orphaned.Add(1)
+						if left {
+							run.orphaned.Add(1)
+						}
 					}
 				}
 			}
