@@ -16,6 +16,8 @@ type Changes struct {
 	Tokens  []string    // tokens whose record or set of devices changed
 	Devices []DeviceRef // devices whose record or job changed
 	All     bool        // the watch restarted: anything may have changed
+
+	waiters bool // it wrote what waiting jobs depend on: jobs, the queue, devices, tokens, GPUs
 }
 
 // DeviceRef names a device and its token.
@@ -52,10 +54,12 @@ func (h *changeHook) notify(c Changes) {
 }
 
 // trackingEngine records, per committed transaction, the tokens and
-// devices it wrote, and tells the hook.
+// devices it wrote, and tells the hook; a commit that may start or end a
+// waiting job wakes the queue's waiters.
 type trackingEngine struct {
 	Engine
-	hook *changeHook
+	hook    *changeHook
+	waiters *changeBroadcast
 }
 
 func (e trackingEngine) Update(ctx context.Context, fn func(Tx) error) error {
@@ -65,6 +69,9 @@ func (e trackingEngine) Update(ctx context.Context, fn func(Tx) error) error {
 		return fn(&trackingTx{Tx: tx, c: &c})
 	})
 	if err == nil {
+		if c.waiters {
+			e.waiters.fire()
+		}
 		e.hook.notify(c)
 	}
 	return err
@@ -106,6 +113,10 @@ func (t *trackingTx) note(bucket, key, value []byte, removed bool) {
 // note adds one written key; value is what it holds (or held, when
 // removed), nil when unknown.
 func (c *Changes) note(bucket string, key, value []byte, removed bool) {
+	switch bucket {
+	case string(bucketJobs), string(bucketQueue), string(bucketDevices), string(bucketTokens), string(bucketGPUs):
+		c.waiters = true
+	}
 	switch bucket {
 	case string(bucketTokens):
 		c.addToken(string(key))

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"bytes"
-	"context"
 	"sync"
 )
 
@@ -36,59 +34,3 @@ func (b *changeBroadcast) fire() {
 // devices, by this node or (seen by the watch) another: a waiter reads the
 // store again then, rather than poll it.
 func (r *Registry) JobsChanged() <-chan struct{} { return r.jobsChanged.next() }
-
-// notifyingEngine fires changed after each commit that wrote jobs, the
-// queue or devices.
-type notifyingEngine struct {
-	Engine
-	changed *changeBroadcast
-}
-
-func (e *notifyingEngine) Update(ctx context.Context, fn func(Tx) error) error {
-	var touched bool
-	err := e.Engine.Update(ctx, func(tx Tx) error {
-		w := &watchedTx{Tx: tx}
-		err := fn(w)
-		touched = w.touched
-		return err
-	})
-	if err == nil && touched {
-		e.changed.fire()
-	}
-	return err
-}
-
-// watchedTx is a Tx that notes writes to the buckets the queue depends on.
-type watchedTx struct {
-	Tx
-	touched bool
-}
-
-func (t *watchedTx) note(bucket []byte) {
-	if bytes.Equal(bucket, bucketJobs) || bytes.Equal(bucket, bucketQueue) || bytes.Equal(bucket, bucketDevices) || bytes.Equal(bucket, bucketTokens) || bytes.Equal(bucket, bucketGPUs) {
-		t.touched = true
-	}
-}
-
-func (t *watchedTx) Put(bucket, key, value []byte) error {
-	t.note(bucket)
-	return t.Tx.Put(bucket, key, value)
-}
-
-func (t *watchedTx) PutEphemeral(bucket, key, value []byte) error {
-	t.note(bucket)
-	return t.Tx.PutEphemeral(bucket, key, value)
-}
-
-func (t *watchedTx) Delete(bucket, key []byte) error {
-	t.note(bucket)
-	return t.Tx.Delete(bucket, key)
-}
-
-// borrow passes the engine's lending on, when it lends.
-func (t *watchedTx) borrow(bucket, key []byte) []byte {
-	if b, ok := t.Tx.(borrower); ok {
-		return b.borrow(bucket, key)
-	}
-	return t.Tx.Get(bucket, key)
-}

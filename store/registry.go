@@ -61,7 +61,7 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	}
 	r := &Registry{raw: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
 	// Commits wake the queue's waiters and tell OnChange what they wrote.
-	r.eng = trackingEngine{Engine: &notifyingEngine{Engine: eng, changed: &r.jobsChanged}, hook: &r.changes}
+	r.eng = trackingEngine{Engine: eng, hook: &r.changes, waiters: &r.jobsChanged}
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err
