@@ -84,18 +84,7 @@ func topMount(abs string) (cgroup.Mount, bool) {
 	if err != nil {
 		return cgroup.Mount{}, false
 	}
-	mounts, err := cgroup.ParseMountinfo(info)
-	if err != nil {
-		return cgroup.Mount{}, false
-	}
-	var top cgroup.Mount
-	found := false
-	for _, m := range mounts {
-		if m.MountPoint == abs {
-			top, found = m, true
-		}
-	}
-	return top, found
+	return cgroup.MountOn(info, abs)
 }
 
 // abortHint names the file that aborts the FUSE connection of the mount on

@@ -272,14 +272,9 @@ func abortConnection(dir string) error {
 	if err != nil {
 		return err
 	}
-	mounts, err := cgroup.ParseMountinfo(info)
-	if err != nil {
-		return err
-	}
-	for _, m := range slices.Backward(mounts) {
-		if _, minor, ok := strings.Cut(m.Dev, ":"); ok && m.MountPoint == dir && strings.HasPrefix(m.FSType, "fuse") {
-			return os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
-		}
+	m, ok := cgroup.MountOn(info, dir)
+	if _, minor, cut := strings.Cut(m.Dev, ":"); ok && cut && strings.HasPrefix(m.FSType, "fuse") {
+		return os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
 	}
 	return fmt.Errorf("no FUSE mount on %s", dir)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,21 @@ func FindCgroup2(mountinfo []byte) (Mount, error) {
 		}
 	}
 	return Mount{}, ErrNoCgroup2
+}
+
+// MountOn returns the mount on top at dir in mountinfo's text (later lines
+// are mounted over earlier ones).
+func MountOn(mountinfo []byte, dir string) (Mount, bool) {
+	mounts, err := ParseMountinfo(mountinfo)
+	if err != nil {
+		return Mount{}, false
+	}
+	for _, m := range slices.Backward(mounts) {
+		if m.MountPoint == dir {
+			return m, true
+		}
+	}
+	return Mount{}, false
 }
 
 // ParseMountinfo reads the format of proc(5)'s /proc/<pid>/mountinfo:
