@@ -33,6 +33,7 @@ func init() {
 type benchFloorReq struct {
 	Dir   string
 	Shape benchShape
+	Kept  []string // the files of Shape read as kept files
 }
 
 // benchFloorMain mounts the shape it is given, says "ready", and unmounts
@@ -45,7 +46,7 @@ func benchFloorMain(in io.Reader, out io.Writer) int {
 		return 1
 	}
 	second := time.Second
-	server, err := fusefs.Mount(req.Dir, &benchFloorRoot{shape: req.Shape}, &fusefs.Options{
+	server, err := fusefs.Mount(req.Dir, &benchFloorRoot{shape: req.Shape, kept: req.Kept}, &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName: "moreh-floor", Name: "moreh-floor", DirectMount: true, AllowOther: true,
 			MaxWrite: 64 * 1024, Options: []string{"default_permissions"}, DisableSplice: true,
@@ -71,14 +72,14 @@ func benchFloorMain(in io.Reader, out io.Writer) int {
 
 // benchStartFloor serves shape from a process of its own on a new
 // directory, until the benchmark ends.
-func benchStartFloor(b *testing.B, shape benchShape) string {
+func benchStartFloor(b *testing.B, shape benchShape, kept []string) string {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "floor")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
 	in, out := benchStartSelf(b, benchFloorEnv+"=1")
-	if err := json.NewEncoder(in).Encode(benchFloorReq{Dir: dir, Shape: shape}); err != nil {
+	if err := json.NewEncoder(in).Encode(benchFloorReq{Dir: dir, Shape: shape, Kept: kept}); err != nil {
 		b.Fatal(err)
 	}
 	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
@@ -95,8 +96,10 @@ var benchKept = []struct{ name, path string }{
 
 // BenchmarkReadFloor reads each file of benchFiles on the tree and on the
 // go-fuse floor in its own process, in turn, and each kept file on its
-// direct path on the tree and on tmpfs, in turn; it reports the ratio of
-// the medians (x-floor, x-tmpfs) and each median.
+// direct path on the tree, on tmpfs and as a kept file of the floor, in
+// turn; it reports the ratios of the medians (x-floor, x-tmpfs; for kept
+// files also x-keptfloor and the floor's own floor-x-tmpfs: what an open
+// that reaches any FUSE server costs here) and each median.
 func BenchmarkReadFloor(b *testing.B) {
 	benchNeedRoot(b)
 	bt := benchMount(b, benchSeed(b, 1), 0)
@@ -108,20 +111,31 @@ func BenchmarkReadFloor(b *testing.B) {
 		}
 		shape[f.path] = string(data)
 	}
-	floor, tmpfs := benchStartFloor(b, shape), benchTmpfs(b, shape)
-	client := benchStartClient(b)
-	pairs := func(files []struct{ name, path string }, other, unit string) {
-		for _, f := range files {
-			b.Run(f.name, func(b *testing.B) {
-				meds := client.interleave(b, filepath.Join(bt.dir, f.path), filepath.Join(other, f.path))
-				b.ReportMetric(float64(meds[0]), "tree-ns")
-				b.ReportMetric(float64(meds[1]), unit+"-ns")
-				b.ReportMetric(float64(meds[0])/float64(meds[1]), "x-"+unit)
-			})
-		}
+	var kept []string
+	for _, f := range benchKept {
+		kept = append(kept, f.path)
 	}
-	pairs(benchFiles, floor, "floor")
-	pairs(benchKept, tmpfs, "tmpfs")
+	floor, tmpfs := benchStartFloor(b, shape, kept), benchTmpfs(b, shape)
+	client := benchStartClient(b)
+	for _, f := range benchFiles {
+		b.Run(f.name, func(b *testing.B) {
+			meds := client.interleave(b, filepath.Join(bt.dir, f.path), filepath.Join(floor, f.path))
+			b.ReportMetric(float64(meds[0]), "tree-ns")
+			b.ReportMetric(float64(meds[1]), "floor-ns")
+			b.ReportMetric(float64(meds[0])/float64(meds[1]), "x-floor")
+		})
+	}
+	for _, f := range benchKept {
+		b.Run(f.name, func(b *testing.B) {
+			meds := client.interleave(b, filepath.Join(bt.dir, f.path), filepath.Join(tmpfs, f.path), filepath.Join(floor, f.path))
+			b.ReportMetric(float64(meds[0]), "tree-ns")
+			b.ReportMetric(float64(meds[1]), "tmpfs-ns")
+			b.ReportMetric(float64(meds[2]), "keptfloor-ns")
+			b.ReportMetric(float64(meds[0])/float64(meds[1]), "x-tmpfs")
+			b.ReportMetric(float64(meds[0])/float64(meds[2]), "x-keptfloor")
+			b.ReportMetric(float64(meds[2])/float64(meds[1]), "floor-x-tmpfs")
+		})
+	}
 }
 
 // interleave reads paths in turn, b.N rounds, in the client, and returns

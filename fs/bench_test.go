@@ -299,11 +299,11 @@ func benchMount(b *testing.B, seed *os.File, probeWait time.Duration, debug ...b
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { job.Process.Kill(); job.Wait() })
-	info, err := (gpu.ProcFS{Root: "/proc"}).Read(job.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := reg.Attach(ctx, "default", benchReadID, store.Proc{PID: info.PID, Start: info.Start}); err != nil {
+	// Through the runtime, as a write to procs is: its supervisor then
+	// names the process for the sampler (a store write behind its back is
+	// never seen, and every render would read /proc for the name).
+	root := node.Caller{UID: 0, PID: os.Getpid()}
+	if _, err := rt.Attach(ctx, root, "default", benchReadID, strconv.Itoa(job.Process.Pid)); err != nil {
 		b.Fatal(err)
 	}
 	return &benchTree{dir: dir, reg: reg}
@@ -395,10 +395,13 @@ func benchTmpfs(b *testing.B, shape benchShape) string {
 }
 
 // benchFloorFile is the least a FUSE file can do: bytes from memory, with
-// direct I/O as the tree's files have; a write is accepted whole.
+// direct I/O as the tree's files have; a write is accepted whole. A kept
+// one is read through the page cache as the tree's kept files are: its
+// size in the attributes, FOPEN_KEEP_CACHE at open.
 type benchFloorFile struct {
 	fusefs.Inode
 	data []byte
+	kept bool
 }
 
 var (
@@ -410,6 +413,9 @@ var (
 )
 
 func (f *benchFloorFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if f.kept && flags&syscall.O_ACCMODE == syscall.O_RDONLY {
+		return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	}
 	return nil, fuse.FOPEN_DIRECT_IO, 0
 }
 
@@ -426,6 +432,9 @@ func (f *benchFloorFile) Write(ctx context.Context, fh fusefs.FileHandle, data [
 
 func (f *benchFloorFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = fuse.S_IFREG | 0o644
+	if f.kept {
+		out.Size = uint64(len(f.data))
+	}
 	return 0
 }
 
@@ -434,10 +443,12 @@ func (f *benchFloorFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *
 	return 0
 }
 
-// benchFloorRoot builds shape as persistent nodes when mounted.
+// benchFloorRoot builds shape as persistent nodes when mounted; the files
+// named in kept are kept files.
 type benchFloorRoot struct {
 	fusefs.Inode
 	shape benchShape
+	kept  []string
 }
 
 func (r *benchFloorRoot) OnAdd(ctx context.Context) {
@@ -466,7 +477,8 @@ func (r *benchFloorRoot) OnAdd(ctx context.Context) {
 		case strings.HasPrefix(content, "->"):
 			node = parent.NewPersistentInode(ctx, &fusefs.MemSymlink{Data: []byte(content[2:])}, fusefs.StableAttr{Mode: fuse.S_IFLNK})
 		default:
-			node = parent.NewPersistentInode(ctx, &benchFloorFile{data: []byte(content)}, fusefs.StableAttr{Mode: fuse.S_IFREG})
+			file := &benchFloorFile{data: []byte(content), kept: slices.Contains(r.kept, rel)}
+			node = parent.NewPersistentInode(ctx, file, fusefs.StableAttr{Mode: fuse.S_IFREG})
 		}
 		parent.AddChild(name, node, false)
 	}

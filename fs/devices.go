@@ -145,9 +145,9 @@ func (d *deviceDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "model":
 		return t.keptCommandFile(d.owned, 0o600, d.renderModel, d.setModel)
 	case "status":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, id) })
+		return ro(t.sampled(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, id) }))
 	case "status.json":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, id) })
+		return ro(t.sampled(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, id) }))
 	case "procs":
 		return t.commandFile(d.owned, 0o600, d.renderProcs, d.attach)
 	case "gpus":

@@ -1,9 +1,7 @@
 package fs
 
 import (
-	"bytes"
 	"context"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,14 +34,12 @@ func (s *snapshot) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 		// What a read returns may stay in the page cache for later opens:
 		// never content from before the last commit that changed it.
 		if gen := s.kept.gen.Load(); gen != s.gen {
-			data, err := s.kept.render(ctx)
+			data, err := s.kept.renderKept(ctx, gen)
 			if err != nil {
 				return nil, s.t.fail(ctx, s.from.token, "read", s.kept.Path(nil), err)
 			}
 			s.data, s.gen = data, gen
-			s.kept.keptMu.Lock()
-			s.kept.kept = data // what this read puts in the page cache
-			s.kept.keptMu.Unlock()
+			s.kept.kept.hold(data) // what this read puts in the page cache
 		}
 	}
 	if off >= int64(len(s.data)) {
@@ -72,26 +68,7 @@ type roFile struct {
 	// tree.changed invalidates it, which bumps gen first.
 	keep bool
 	gen  atomic.Uint64
-	// keptMu guards kept: the content last rendered for the page cache.
-	keptMu sync.Mutex
-	kept   []byte
-}
-
-// noteKept records data as the kept file's content; when it differs from
-// what the kernel may hold (a commit this node was not told of yet: another
-// node's, before the watch brings it), it drops the kernel's copy. Only
-// from Open: a read holds the page that the drop would wait for.
-func (f *roFile) noteKept(data []byte) {
-	f.keptMu.Lock()
-	changed := !bytes.Equal(f.kept, data)
-	if changed {
-		f.kept = data
-		f.gen.Add(1)
-	}
-	f.keptMu.Unlock()
-	if changed {
-		f.NotifyContent(0, 0)
-	}
+	kept keptContent
 }
 
 var _ = (fusefs.NodeGetattrer)((*roFile)(nil))
@@ -125,7 +102,7 @@ func keptSize(ctx context.Context, node fusefs.InodeEmbedder, out *fuse.Attr) sy
 	if f == nil || !f.keep {
 		return 0
 	}
-	data, err := f.render(ctx)
+	data, err := f.renderKept(ctx, f.gen.Load())
 	if err != nil {
 		return f.t.refusal(f.owned, err)
 	}
@@ -152,7 +129,13 @@ func (f *roFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uin
 // while its command commits and invalidates them).
 func (f *roFile) open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	gen := f.gen.Load() // before rendering: a commit after it makes Read render again
-	data, err := f.render(ctx)
+	var data []byte
+	var err error
+	if f.keep {
+		data, err = f.renderKept(ctx, gen)
+	} else {
+		data, err = f.render(ctx)
+	}
 	if err != nil {
 		return nil, 0, f.t.fail(ctx, f.token, "read", f.Path(nil), err)
 	}

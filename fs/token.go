@@ -50,11 +50,11 @@ func (d *tokenDir) child(name string) (fusefs.InodeEmbedder, uint32) {
 	case "limit":
 		return t.keptFile(d.owned, d.renderLimit)
 	case "status":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, 0) })
+		return ro(t.sampled(func(ctx context.Context) ([]byte, error) { return t.renderStatus(ctx, token, 0) }))
 	case "status.json":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, 0) })
+		return ro(t.sampled(func(ctx context.Context) ([]byte, error) { return t.renderStatusJSON(ctx, token, 0) }))
 	case "devices.table":
-		return ro(func(ctx context.Context) ([]byte, error) { return t.renderDevicesTable(ctx, token) })
+		return ro(t.sampled(func(ctx context.Context) ([]byte, error) { return t.renderDevicesTable(ctx, token) }))
 	case "errors":
 		return ro(func(ctx context.Context) ([]byte, error) { return t.Registry.Errors.Render(token), nil })
 	case "history":

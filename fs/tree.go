@@ -323,11 +323,12 @@ func notifyKept(dir *fusefs.Inode, names ...string) {
 		}
 		switch f := child.Operations().(type) {
 		case *roFile:
-			f.gen.Add(1)
+			f.drop()
 		case *cmdFile:
-			f.gen.Add(1)
+			f.drop()
+		default:
+			child.NotifyContent(0, 0)
 		}
-		child.NotifyContent(0, 0)
 	}
 }
 

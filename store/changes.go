@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Changes are what a commit changed of what the tree lets the kernel keep
@@ -60,6 +61,7 @@ type trackingEngine struct {
 	Engine
 	hook    *changeHook
 	waiters *changeBroadcast
+	commits *atomic.Uint64 // counted before Update returns: Generation
 }
 
 func (e trackingEngine) Update(ctx context.Context, fn func(Tx) error) error {
@@ -69,6 +71,7 @@ func (e trackingEngine) Update(ctx context.Context, fn func(Tx) error) error {
 		return fn(&trackingTx{Tx: tx, c: &c})
 	})
 	if err == nil {
+		e.commits.Add(1)
 		if c.waiters {
 			e.waiters.fire()
 		}

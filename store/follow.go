@@ -89,6 +89,18 @@ func (r *Registry) OnRemoteChange(fn func(RemoteChange)) { r.remoteHook.Store(&f
 // while it stands still, what this node last read of jobs and the pool holds.
 func (r *Registry) RemoteChanges() uint64 { return r.remoteChanges.Load() }
 
+// SoleWriter reports whether this registry's commits are the only ones its
+// store sees (bbolt), so that every change is known here when it commits.
+func (r *Registry) SoleWriter() bool {
+	_, shared := r.raw.(changeWatcher)
+	return !shared
+}
+
+// Generation changes with every commit of this registry, before the commit
+// returns, and with every batch of other writers' changes the watch brings:
+// what was read at one generation holds while it stands still.
+func (r *Registry) Generation() uint64 { return r.commits.Load() + r.remoteChanges.Load() }
+
 func (e *etcdEngine) watchChanges(ctx context.Context) <-chan []changedKey {
 	out := make(chan []changedKey, 1)
 	go func() {

@@ -35,6 +35,7 @@ type Registry struct {
 	owners        owners                                      // each token's Owner, to tell the tree which changed
 	figures       atomic.Pointer[func(job uint64) JobFigures] // OnJobFigures
 	remoteChanges atomic.Uint64                               // FollowOthers's batches
+	commits       atomic.Uint64                               // this registry's commits
 	remoteHook    atomic.Pointer[func(RemoteChange)]          // OnRemoteChange
 	binds         bindThrottle                                // who may try a secret again, and when
 	noHold        bool                                        // tests only: the queue's head holds nothing (plan)
@@ -61,7 +62,7 @@ func Open(ctx context.Context, eng Engine, opts Options) (*Registry, error) {
 	}
 	r := &Registry{raw: eng, opts: opts, Errors: NewErrorLog(), now: time.Now}
 	// Commits wake the queue's waiters and tell OnChange what they wrote.
-	r.eng = trackingEngine{Engine: eng, hook: &r.changes, waiters: &r.jobsChanged}
+	r.eng = trackingEngine{Engine: eng, hook: &r.changes, waiters: &r.jobsChanged, commits: &r.commits}
 	err := eng.Update(ctx, func(tx Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err

@@ -62,6 +62,7 @@ type Runtime struct {
 	stopped      chan struct{} // closed once Start's context ends
 	rounds       atomic.Uint64 // supervisor rounds so far
 	queue        queueWaiters  // this node's jobs that wait in the queue
+	lateNames    atomic.Pointer[lateNames]
 }
 
 // New prepares the runtime; Start begins its background work.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moreh-io/moreh/gpu"
 	"github.com/moreh-io/moreh/store"
@@ -41,6 +42,19 @@ type TokenStatus struct {
 	Token     store.Token
 	Devices   []DeviceStatus // by id
 	Processes []ProcessStatus
+}
+
+// Stamp names what TokenStatus joins: the store's generation and the
+// latest sample. Equal stamps give equal statuses, but for processes born
+// to a job's cgroup since the sample, which the next sample shows.
+type Stamp struct {
+	store  uint64
+	sample *gpu.Snapshot
+}
+
+// Stamp is the stamp of what TokenStatus would read now.
+func (rt *Runtime) Stamp() Stamp {
+	return Stamp{store: rt.reg.Generation(), sample: rt.sampler.Latest()}
 }
 
 // TokenStatus gathers token's devices, or device alone when it is not 0.
@@ -125,11 +139,38 @@ func (rt *Runtime) appendProcesses(rows []ProcessStatus, snap *gpu.Snapshot, job
 	for _, p := range rt.jobProcs(job) {
 		name, named := snap.ProcessName(procID(p))
 		if !named {
-			name = rt.cfg.Procs.Comm(p.PID)
+			name = rt.lateName(snap, p)
 		}
 		rows = append(rows, ProcessStatus{Device: job.Device, Job: job.ID, PID: p.PID, Name: name, MemoryMiB: snap.ProcessMiB(p.PID)})
 	}
 	return rows
+}
+
+// lateNames are the names /proc gave of processes that a sample did not
+// name (attached since): read once per sample, however often tables render.
+type lateNames struct {
+	snap  *gpu.Snapshot
+	mu    sync.Mutex
+	names map[store.Proc]string
+}
+
+// lateName is p's name from /proc, read once for snap.
+func (rt *Runtime) lateName(snap *gpu.Snapshot, p store.Proc) string {
+	late := rt.lateNames.Load()
+	if late == nil || late.snap != snap {
+		late = &lateNames{snap: snap, names: map[store.Proc]string{}}
+		rt.lateNames.Store(late) // a render of another sample may replace it: one more read
+	}
+	late.mu.Lock()
+	name, ok := late.names[p]
+	late.mu.Unlock()
+	if !ok {
+		name = rt.cfg.Procs.Comm(p.PID)
+		late.mu.Lock()
+		late.names[p] = name
+		late.mu.Unlock()
+	}
+	return name
 }
 
 // GPUStatus is a GPU of the pool with what holds it and, for this node's
