@@ -125,11 +125,15 @@ func (rt *Runtime) ensureGroup(job store.Job) (*jobGroup, error) {
 // as the time of this assignment: a sample that finds it unchanged reads
 // nothing per job, since no process of a job ran, forked or exited.
 func (c *jobGroups) clock() gpu.JobsClock {
-	if usec, err := c.mgr.CPUUsec(); err == nil {
+	usec, err := c.mgr.CPUUsec()
+	if err == nil {
 		c.assignedUsec.Store(usec + 1)
 	} else {
 		c.assignedUsec.Store(0)
 	}
+	c.clockMu.Lock()
+	c.clockUsec, c.clockOK, c.clockAt = usec, err == nil, time.Now()
+	c.clockMu.Unlock()
 	return c.cachedClock
 }
 
@@ -151,13 +155,16 @@ func (c *jobGroups) cachedClock() (uint64, bool) {
 }
 
 // ranSinceAssign says whether a process of jobs may have run, forked or
-// exited since the probe last learned their processes: one read for all.
+// exited since the probe last learned their processes, by the clock the
+// last sample read (no read of its own: what ran shows one sample later).
 func (c *jobGroups) ranSinceAssign(jobs []store.Job) bool {
 	if len(jobs) == 0 {
 		return false
 	}
-	usec, err := c.mgr.CPUUsec()
-	return err != nil || usec+1 != c.assignedUsec.Load()
+	c.clockMu.Lock()
+	usec, ok := c.clockUsec, c.clockOK
+	c.clockMu.Unlock()
+	return !ok || usec+1 != c.assignedUsec.Load()
 }
 
 // attachContained is Attach where jobs are cgroups: the store binds the GPUs

@@ -13,7 +13,8 @@ import (
 // registry records in the job's history entry when it ends.
 type jobFigures struct {
 	mu       sync.Mutex
-	lastSeen time.Time // the snapshot last counted
+	lastSeen time.Time     // the snapshot last counted
+	pruned   *[]store.Job // the jobs byJob was last pruned to
 	byJob    map[uint64]*figureSum
 }
 
@@ -22,21 +23,25 @@ type figureSum struct {
 	utilSum, samples int
 }
 
-// observe counts snap once for every job of jobs, and forgets jobs that
-// are gone.
-func (f *jobFigures) observe(rt *Runtime, snap *gpu.Snapshot, jobs []store.Job) {
+// observe counts snap once for every job of *list, and forgets jobs that
+// are gone when the list is a new one (the supervisor's after a change).
+func (f *jobFigures) observe(rt *Runtime, snap *gpu.Snapshot, list *[]store.Job) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byJob == nil {
 		f.byJob = map[uint64]*figureSum{}
 	}
-	live := map[uint64]bool{}
-	for _, j := range jobs {
-		live[j.ID] = true
-	}
-	for id := range f.byJob {
-		if !live[id] {
-			delete(f.byJob, id)
+	jobs := *list
+	if list != f.pruned {
+		f.pruned = list
+		live := map[uint64]bool{}
+		for _, j := range jobs {
+			live[j.ID] = true
+		}
+		for id := range f.byJob {
+			if !live[id] {
+				delete(f.byJob, id)
+			}
 		}
 	}
 	if snap.Time.Equal(f.lastSeen) {

@@ -93,7 +93,7 @@ func New(cfg Config) *Runtime {
 	rt.reg.OnJobFigures(rt.figures.of)
 	rt.sampler.OnSample(func(snap *gpu.Snapshot) { // every sample counts in the jobs' figures, not only those a round sees
 		if jobs := rt.lastJobs.Load(); jobs != nil {
-			rt.figures.observe(rt, snap, *jobs)
+			rt.figures.observe(rt, snap, jobs)
 		}
 	})
 	if cfg.Cgroups != nil {

@@ -1,7 +1,6 @@
 package cgroup
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -80,12 +79,7 @@ func (g *Group) MemoryPeak() (bytes uint64, ok bool, err error) {
 // CPUUsec is the CPU time the job's processes used, in microseconds
 // (cpu.stat's usage_usec, there with or without the cpu controller).
 func (g *Group) CPUUsec() (uint64, error) {
-	b, err := g.kept.read(g.file("cpu.stat"))
-	var v uint64
-	ok := false
-	if err == nil {
-		v, ok, err = parseKeyed(b, "usage_usec")
-	}
+	v, ok, err := g.kept.readKeyed(g.file("cpu.stat"), "usage_usec")
 	if err != nil {
 		return 0, fmt.Errorf("read the CPU time of job %d: %w", g.id, err)
 	}
@@ -140,17 +134,26 @@ func readKeyed(path, key string) (v uint64, ok bool, err error) {
 
 // parseKeyed finds one "key value" line of a flat-keyed cgroup file's content.
 func parseKeyed(b []byte, key string) (v uint64, ok bool, err error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, val, found := strings.Cut(sc.Text(), " ")
-		if !found || k != key {
+	for line := range bytes.Lines(b) {
+		k, val, found := bytes.Cut(line, []byte{' '})
+		if !found || string(k) != key {
 			continue
 		}
-		v, err := strconv.ParseUint(strings.TrimSpace(val), 10, 64)
+		val = bytes.TrimSpace(val)
+		v, err := strconv.ParseUint(string(val), 10, 64)
 		if err != nil {
 			return 0, false, fmt.Errorf("%s %q: %w", key, val, err)
 		}
 		return v, true, nil
 	}
 	return 0, false, nil
+}
+
+// readKeyed is parseKeyed of the kept file at path.
+func (k *keptFiles) readKeyed(path, key string) (v uint64, ok bool, err error) {
+	err = k.parse(path, func(b []byte) error {
+		v, ok, err = parseKeyed(b, key)
+		return err
+	})
+	return v, ok, err
 }

@@ -8,38 +8,59 @@ import (
 )
 
 // keptFiles are cgroup files read every sample, each opened once and read
-// again with pread: a tenth of the cost of opening it each time (kernfs
-// renders the file afresh at offset 0).
+// again with pread into a buffer of its own: a tenth of the cost of opening
+// it each time (kernfs renders the file afresh at offset 0), and nothing
+// allocated per read.
 type keptFiles struct {
 	mu    sync.Mutex
-	files map[string]*os.File // by path; closed by close
+	files map[string]*keptFile // by path; closed by close
 }
 
-// read returns the whole content of path.
+type keptFile struct {
+	mu  sync.Mutex // one read at a time into buf
+	f   *os.File
+	buf []byte
+}
+
+// read returns a copy of the whole content of path.
 func (k *keptFiles) read(path string) ([]byte, error) {
+	var out []byte
+	err := k.parse(path, func(b []byte) error {
+		out = append([]byte(nil), b...)
+		return nil
+	})
+	return out, err
+}
+
+// parse reads the whole content of path and gives it to fn, which must
+// not keep it.
+func (k *keptFiles) parse(path string, fn func([]byte) error) error {
 	k.mu.Lock()
-	f := k.files[path]
-	if f == nil {
-		var err error
-		if f, err = os.Open(path); err != nil {
+	kf := k.files[path]
+	if kf == nil {
+		f, err := os.Open(path)
+		if err != nil {
 			k.mu.Unlock()
-			return nil, err
+			return err
 		}
 		if k.files == nil {
-			k.files = map[string]*os.File{}
+			k.files = map[string]*keptFile{}
 		}
-		k.files[path] = f
+		kf = &keptFile{f: f, buf: make([]byte, 1024)}
+		k.files[path] = kf
 	}
 	k.mu.Unlock()
-	for size := 1024; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := f.ReadAt(buf, 0) // one read: the file is rendered once per read at 0
+	kf.mu.Lock()
+	defer kf.mu.Unlock()
+	for {
+		n, err := kf.f.ReadAt(kf.buf, 0) // one read: the file is rendered once per read at 0
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
+			return err
 		}
-		if n < size {
-			return buf[:n], nil
+		if n < len(kf.buf) {
+			return fn(kf.buf[:n])
 		}
+		kf.buf = make([]byte, 2*len(kf.buf))
 	}
 }
 
@@ -47,8 +68,10 @@ func (k *keptFiles) read(path string) ([]byte, error) {
 func (k *keptFiles) close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for p, f := range k.files {
-		f.Close()
+	for p, kf := range k.files {
+		kf.mu.Lock()
+		kf.f.Close()
+		kf.mu.Unlock()
 		delete(k.files, p)
 	}
 }

@@ -55,12 +55,7 @@ func (m *Manager) Controllers() []string { return append([]string(nil), m.contro
 // microseconds: the subtree's cpu.stat, which counts its removed jobs too,
 // so it only grows, and stands still while no process of a job runs.
 func (m *Manager) CPUUsec() (uint64, error) {
-	b, err := m.kept.read(filepath.Join(m.dir, "cpu.stat"))
-	var v uint64
-	ok := false
-	if err == nil {
-		v, ok, err = parseKeyed(b, "usage_usec")
-	}
+	v, ok, err := m.kept.readKeyed(filepath.Join(m.dir, "cpu.stat"), "usage_usec")
 	if err != nil {
 		return 0, fmt.Errorf("read the CPU time of the jobs: %w", err)
 	}
