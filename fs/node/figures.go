@@ -13,7 +13,7 @@ import (
 // registry records in the job's history entry when it ends.
 type jobFigures struct {
 	mu       sync.Mutex
-	lastSeen time.Time     // the snapshot last counted
+	lastSeen time.Time    // the snapshot last counted
 	pruned   *[]store.Job // the jobs byJob was last pruned to
 	byJob    map[uint64]*figureSum
 }
