@@ -80,6 +80,8 @@ var waitingFor = map[store.WaitReason]string{
 	store.WaitPool:   "GPUs",
 	store.WaitDevice: "device",
 	store.WaitQuota:  "quota",
+	// the pool shrank below its model since it queued
+	store.WaitPoolSize: "pool size",
 }
 
 // appendQueueTable appends the queue table (moreh-smi --queue) of rows to b.
@@ -111,10 +113,11 @@ func (t *tree) renderQueueTable(ctx context.Context) ([]byte, error) {
 
 // The messages moreh-run prints, as the real product words them.
 const (
-	poolMessage   = "[warning] Not enough resources are currently available for KT AI Accelerator. All resources in the system are being used by other users. The program will resume automatically when resources become available...\n"
-	deviceMessage = "[warning] KT AI Accelerator is already in use by another process:\n(pid: %d) %s\nTwo or more processes cannot use KT AI Accelerator at the same time. The program will resume automatically after the process %d terminates...\n"
-	quotaMessage  = "[warning] The GPU unit quota of this token (max_units %d) is in use: its running jobs hold %d units and this job needs %d. The program will resume automatically when they release enough...\n"
-	startMessage  = "[info] Moreh Job ID: %d\n"
+	poolMessage     = "[warning] Not enough resources are currently available for KT AI Accelerator. All resources in the system are being used by other users. The program will resume automatically when resources become available...\n"
+	deviceMessage   = "[warning] KT AI Accelerator is already in use by another process:\n(pid: %d) %s\nTwo or more processes cannot use KT AI Accelerator at the same time. The program will resume automatically after the process %d terminates...\n"
+	quotaMessage    = "[warning] The GPU unit quota of this token (max_units %d) is in use: its running jobs hold %d units and this job needs %d. The program will resume automatically when they release enough...\n"
+	poolSizeMessage = "[warning] The pool has only %d GPU units now and this job needs %d: it holds none meanwhile. The program will resume automatically when enough GPUs are added to the pool...\n"
+	startMessage    = "[info] Moreh Job ID: %d\n"
 )
 
 // waitMessage is what a waiting job's waiting file says of it; "" once it runs.
@@ -131,6 +134,8 @@ func waitMessage(w node.JobWait) string {
 		return fmt.Sprintf(deviceMessage, w.BlockerPID, strings.TrimSpace(cmd), w.BlockerPID)
 	case store.WaitQuota:
 		return fmt.Sprintf(quotaMessage, w.Wait.MaxUnits, w.Wait.Held, w.Wait.Units)
+	case store.WaitPoolSize:
+		return fmt.Sprintf(poolSizeMessage, w.Wait.Pool, w.Wait.Units)
 	}
 	return poolMessage
 }

@@ -32,6 +32,7 @@ func TestQueueGoldens(t *testing.T) {
 		{Position: 1, Job: 37054, Token: "alice", Device: 2026, Model: "24xLarge.12288GB", Units: 192, Since: since, Reason: store.WaitPool},
 		{Position: 2, Job: 37060, Model: "Small.64GB", Units: 1, Since: since.Add(time.Second), Reason: store.WaitQuota},
 		{Position: 3, Job: 37061, Token: "alice", Device: 2027, Model: "Large.256GB", Units: 4, Since: since.Add(time.Minute), Reason: store.WaitDevice},
+		{Position: 4, Job: 37062, Token: "alice", Device: 2028, Model: "xLarge.512GB", Units: 8, Since: since.Add(time.Hour), Reason: store.WaitPoolSize},
 	}
 	checkGolden(t, "queue.golden", string(appendQueue(nil, rows)))
 	checkGolden(t, "queue_table.golden", string(appendQueueTable(nil, rows)))
@@ -43,6 +44,7 @@ func TestQueueGoldens(t *testing.T) {
 		{Job: store.Job{ID: 37054, Waiting: true}, Wait: store.Wait{Reason: store.WaitDevice, Blocker: 37000}, BlockerPID: 26515, BlockerCmd: store.TermSafe("evil\x1b[2J")},
 		{Job: store.Job{ID: 37054, Waiting: true}, Wait: store.Wait{Reason: store.WaitDevice, Blocker: 37000}, BlockerPID: 26515, BlockerNode: "gpu-b"},
 		{Job: store.Job{ID: 37054, Waiting: true}, Wait: store.Wait{Reason: store.WaitQuota, Units: 4, Held: 4, MaxUnits: 4}},
+		{Job: store.Job{ID: 37054, Waiting: true}, Wait: store.Wait{Reason: store.WaitPoolSize, Units: 4, Pool: 2}},
 	} {
 		msgs.WriteString(waitMessage(w))
 	}

@@ -379,3 +379,45 @@ func FuzzParseSched(f *testing.F) {
 		}
 	})
 }
+
+// TestShrunkPoolHoldsNothing: a Large job queued on a pool of 4 that then
+// shrinks to 2 (the node came back with fewer GPUs) can start on nothing;
+// it waits for the pool to grow, says so, and holds none of the free GPUs,
+// so a Small job behind it starts at once. When the pool grows back, it
+// starts. (Before, it held the free GPUs as the queue's head for good.)
+func TestShrunkPoolHoldsNothing(t *testing.T) {
+	reg, _ := queueRegistry(t, 4, Options{MaxDevices: 5})
+	ctx := t.Context()
+	gpus := func(n int) []PoolGPU {
+		out := make([]PoolGPU, n)
+		for i := range out {
+			out[i] = PoolGPU{UUID: fmt.Sprintf("%s-GPU-%d", reg.Node(), i), Index: i, Units: 1, MemoryMiB: UnitMiB}
+		}
+		return out
+	}
+	running := attachNew(t, reg, "default", "Small.64GB", 400) // on GPU 0: the Large job must wait
+	large := attachNew(t, reg, "default", "Large.256GB", 401)
+	if running.Waiting || !large.Waiting {
+		t.Fatalf("waiting = %v, %v; want the Large job only", running.Waiting, large.Waiting)
+	}
+	// GPUs 2 and 3 leave; the running job keeps GPU 0 (or is ended, when it had one of them).
+	if _, err := reg.SetPool(ctx, gpus(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, w := jobState(t, reg, large.ID); w.Reason != WaitPoolSize || w.Pool != 2 || w.Units != 4 {
+		t.Errorf("the Large job on a pool of 2 waits for %+v, want pool-size (2 units of 4)", w)
+	}
+	small := attachNew(t, reg, "default", "Small.64GB", 402)
+	if small.Waiting || len(small.GPUs) != 1 {
+		t.Errorf("a Small job behind it = %+v, want it running on the free GPU", small)
+	}
+	if err := reg.EndJob(ctx, small.ID, EndExit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.SetPool(ctx, gpus(5)); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := jobState(t, reg, large.ID); j.Waiting || len(j.GPUs) != 4 {
+		t.Errorf("the Large job after the pool grew to 5 = %+v, want it running on 4 GPUs", j)
+	}
+}

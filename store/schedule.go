@@ -9,6 +9,9 @@ const (
 	WaitPool   WaitReason = "pool"   // not enough free GPUs (or they are held for the queue's head)
 	WaitDevice WaitReason = "device" // its device runs another job (exclusive devices)
 	WaitQuota  WaitReason = "quota"  // its token's running jobs hold its max_units
+	// WaitPoolSize: the whole pool has fewer units than its model (it shrank
+	// since the job queued): it holds nothing and waits for GPUs to be added.
+	WaitPoolSize WaitReason = "pool-size"
 )
 
 // Wait is why one job waits, and where.
@@ -19,6 +22,7 @@ type Wait struct {
 	Units    int        // the units its model needs
 	Held     int        // WaitQuota: the units its token's running jobs hold
 	MaxUnits int        // WaitQuota: the token's quota
+	Pool     int        // WaitPoolSize: the units of the whole pool
 }
 
 // waiter is a queued job as the scheduler sees it, in queue order.
@@ -33,15 +37,20 @@ type waiter struct {
 // order (priority, then arrival) start while their GPUs are free, their
 // device is idle and their token's quota allows; the first that waits for
 // GPUs (the head) holds what it needs of the free GPUs, so that a later job
-// starts only on GPUs beyond those and the head is never overtaken. With
+// starts only on GPUs beyond those and the head is never overtaken. A job
+// larger than the whole pool (it shrank since) can start on nothing: it
+// holds nothing, or it would stop every job behind it for good. With
 // hold false (only for the test that shows why it exists) nothing is held.
 // held is each token's units in running jobs; pool marks GPUs bound to a
 // job. It returns the GPUs of each job that starts and why the others wait.
 func plan(pool []PoolEntry, queue []waiter, held map[string]int, hold bool) (starts map[uint64][]string, waits map[uint64]Wait) {
 	starts, waits = map[uint64][]string{}, map[uint64]Wait{}
 	free := make([]PoolEntry, 0, len(pool))
-	freeUnits := 0
+	freeUnits, poolUnits := 0, 0
 	for _, g := range pool {
+		if g.Units > 0 {
+			poolUnits += g.Units
+		}
 		if g.Job == 0 && g.Units > 0 {
 			free = append(free, g)
 			freeUnits += g.Units
@@ -58,6 +67,8 @@ func plan(pool []PoolEntry, queue []waiter, held map[string]int, hold bool) (sta
 		}
 		wait := Wait{Position: i + 1, Units: w.units}
 		switch {
+		case w.units > poolUnits:
+			wait.Reason, wait.Pool = WaitPoolSize, poolUnits
 		case busy[d] != 0:
 			wait.Reason, wait.Blocker = WaitDevice, busy[d]
 		case w.maxUnits > 0 && held[w.job.Token]+w.units > w.maxUnits:
