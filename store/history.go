@@ -14,6 +14,7 @@ const (
 	EndReset  EndReason = "reset"  // moreh-smi -r, or a write to reset
 	EndFenced EndReason = "fenced" // its GPUs left the pool with their node
 	EndIdle   EndReason = "idle"   // --idle-job-timeout took its GPUs back
+	EndLeft   EndReason = "left"   // it left the queue before it started: its processes exited, or a reset
 )
 
 // JobFigures is what the node's sampler saw of a job over its life.
@@ -81,6 +82,9 @@ func (r *Registry) recordHistory(tx Tx, j Job, model string, reason EndReason, n
 	h := HistoryEntry{Job: j.ID, Token: j.Token, Device: j.Device, Model: m.Name, Units: m.Units, GPUs: j.GPUs,
 		Started: j.Started, Ended: now.UTC(), Reason: reason, PeakMiB: fig.PeakMiB, MeanUtilization: fig.MeanUtilization,
 		Fits: smallestFit(fig.PeakMiB)}
+	if reason == EndLeft { // it held no GPU: no figures, nothing to fit
+		h.PeakMiB, h.MeanUtilization, h.Fits = 0, NoFigure, "-"
+	}
 	if !j.Queued.IsZero() {
 		h.WaitedMillis = uint64(max(0, j.Started.Sub(j.Queued).Milliseconds()))
 	}

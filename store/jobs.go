@@ -342,7 +342,16 @@ func (r *Registry) endJob(tx Tx, id uint64, reason EndReason) error {
 		return err
 	}
 	if j.Waiting {
-		return r.dequeue(tx, j) // it never ran: no history
+		// It never ran: its entry says how long it waited, bound to nothing for no time.
+		var d Device
+		if _, err := getJSON(tx, bucketDevices, u64(j.Device), &d); err != nil {
+			return err
+		}
+		j.Started = now.UTC()
+		if err := r.recordHistory(tx, j, d.Model, EndLeft, now); err != nil {
+			return err
+		}
+		return r.dequeue(tx, j)
 	}
 	if j.Ending != "" {
 		reason = j.Ending

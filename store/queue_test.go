@@ -421,3 +421,49 @@ func TestShrunkPoolHoldsNothing(t *testing.T) {
 		t.Errorf("the Large job after the pool grew to 5 = %+v, want it running on 4 GPUs", j)
 	}
 }
+
+// TestLeftJobIsRecorded: a job whose processes exit while it waits leaves
+// the queue with a history entry of its own: reason left, no GPUs, no time
+// bound (nothing added to the token's usage), and how long it waited.
+func TestLeftJobIsRecorded(t *testing.T) {
+	reg, _ := queueRegistry(t, 1, Options{})
+	ctx := t.Context()
+	clock := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	reg.now = func() time.Time { return clock }
+	reg.OnJobFigures(func(uint64) JobFigures { return JobFigures{PeakMiB: 9000, MeanUtilization: 40} })
+	running := attachNew(t, reg, "default", "Small.64GB", 500)
+	waiting := attachNew(t, reg, "default", "Small.64GB", 501)
+	if running.Waiting || !waiting.Waiting {
+		t.Fatalf("waiting = %v, %v; want the second only", running.Waiting, waiting.Waiting)
+	}
+	before, err := reg.Token(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(3 * time.Second)
+	if err := reg.EndJob(ctx, waiting.ID, EndExit); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := reg.History(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("history = %+v, want the left job's entry alone", entries)
+	}
+	h := entries[0]
+	if h.Job != waiting.ID || h.Reason != EndLeft || len(h.GPUs) != 0 || h.Units != 1 || h.WaitedMillis != 3000 ||
+		!h.Started.Equal(h.Ended) || !h.Ended.Equal(clock) || h.PeakMiB != 0 || h.MeanUtilization != NoFigure || h.Fits != "-" {
+		t.Errorf("the left job's entry = %+v", h)
+	}
+	after, err := reg.Token(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.UnitMillis != before.UnitMillis {
+		t.Errorf("usage went from %d to %d unit-ms for a job that held nothing", before.UnitMillis, after.UnitMillis)
+	}
+	if q, err := reg.Queue(ctx); err != nil || len(q) != 0 {
+		t.Errorf("queue after it left = %+v, %v; want empty", q, err)
+	}
+}
