@@ -1,10 +1,12 @@
 package store
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // TestDecodedRecordsArePrivate: what a read returns is the caller's to
@@ -163,4 +165,42 @@ func TestDecodeMemoIsBounded(t *testing.T) {
 	if n := m.held(); n > decodeMemoSlots || n < decodeMemoSlots/2 {
 		t.Errorf("memo holds %d records, want at most its %d slots (and most of them used)", n, decodeMemoSlots)
 	}
+}
+
+// Every record the store's tests write is primed only when its decoding
+// gives it back exactly: prime checks each and panics otherwise.
+func init() { primeCheck = true }
+
+// TestPrimeOnlyWhatDecodesBack: a device whose time carries the monotonic
+// clock and the local zone does not decode back as it is, so a write of it
+// primes nothing (a read decodes it); prime itself refuses it under
+// primeCheck. A device in plain UTC is primed: its read is the value.
+func TestPrimeOnlyWhatDecodesBack(t *testing.T) {
+	local := Device{ID: 7, Token: "t", Model: "Small.64GB", Created: time.Now()}
+	raw, err := json.Marshal(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primeWritten(raw, local)
+	var got Device
+	if err := deviceMemo.decode(nil, nil, raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Created == local.Created || !got.Created.Equal(local.Created) {
+		t.Errorf("read back %v from %v: want the same instant, decoded (no monotonic reading)", got.Created, local.Created)
+	}
+	plain := Device{ID: 8, Token: "t", Model: "Small.64GB", Created: time.Now().UTC(), Idle: time.Now().UTC()}
+	if raw, err = json.Marshal(plain); err != nil {
+		t.Fatal(err)
+	}
+	primeWritten(raw, plain)
+	if err := deviceMemo.decode(nil, nil, raw, &got); err != nil || got != plain {
+		t.Errorf("read back %+v, %v; want %+v", got, err, plain)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("prime of a value that does not decode back did not panic under primeCheck")
+		}
+	}()
+	deviceMemo.prime(raw, local)
 }

@@ -97,14 +97,19 @@ func queueRegistry(t *testing.T, n int, opts Options) (*Registry, string) {
 	t.Helper()
 	opts.Key = []byte("a queue test key, thirty-two b!!")
 	reg, path := openTestRegistry(t, opts)
+	if _, err := reg.SetPool(t.Context(), queuePool(reg, n)); err != nil {
+		t.Fatal(err)
+	}
+	return reg, path
+}
+
+// queuePool is a pool of n one-unit GPUs of reg's node.
+func queuePool(reg *Registry, n int) []PoolGPU {
 	gpus := make([]PoolGPU, n)
 	for i := range gpus {
 		gpus[i] = PoolGPU{UUID: fmt.Sprintf("%s-GPU-%d", reg.Node(), i), Index: i, Units: 1, MemoryMiB: UnitMiB}
 	}
-	if _, err := reg.SetPool(t.Context(), gpus); err != nil {
-		t.Fatal(err)
-	}
-	return reg, path
+	return gpus
 }
 
 func attachNew(t *testing.T, reg *Registry, token, model string, pid int) Job {
@@ -278,6 +283,10 @@ func TestQueueSurvivesReopen(t *testing.T) {
 		t.Fatalf("queue = %v, %v", before, err)
 	}
 	reg = reopen(t, reg, path, Options{Key: []byte("a queue test key, thirty-two b!!")})
+	// As a daemon does at start: on etcd its GPUs left the pool with its lease.
+	if _, err := reg.SetPool(t.Context(), queuePool(reg, 1)); err != nil {
+		t.Fatal(err)
+	}
 	after, err := reg.Queue(t.Context())
 	if err != nil || len(after) != len(before) {
 		t.Fatalf("queue after reopen = %v, %v", after, err)
@@ -388,13 +397,7 @@ func FuzzParseSched(f *testing.F) {
 func TestShrunkPoolHoldsNothing(t *testing.T) {
 	reg, _ := queueRegistry(t, 4, Options{MaxDevices: 5})
 	ctx := t.Context()
-	gpus := func(n int) []PoolGPU {
-		out := make([]PoolGPU, n)
-		for i := range out {
-			out[i] = PoolGPU{UUID: fmt.Sprintf("%s-GPU-%d", reg.Node(), i), Index: i, Units: 1, MemoryMiB: UnitMiB}
-		}
-		return out
-	}
+	gpus := func(n int) []PoolGPU { return queuePool(reg, n) }
 	running := attachNew(t, reg, "default", "Small.64GB", 400) // on GPU 0: the Large job must wait
 	large := attachNew(t, reg, "default", "Large.256GB", 401)
 	if running.Waiting || !large.Waiting {

@@ -124,5 +124,6 @@ func putJSON(tx Tx, bucket, key []byte, v any) error {
 	if err != nil {
 		return err
 	}
+	primeWritten(raw, v) // the next read of it, in this transaction or after, decodes nothing
 	return tx.Put(bucket, key, raw)
 }
