@@ -84,7 +84,7 @@ var primeCheck = false
 
 // prime notes v as the decoding of raw, its encoding, so that the next read
 // of the record just written decodes nothing. The caller vouches that
-// decoding raw gives v back exactly (tokenRoundTrips, deviceRoundTrips).
+// decoding raw gives v back exactly (primeWritten checks what it can).
 func (m *decodeMemo[T]) prime(raw []byte, v T) {
 	if primeCheck {
 		var fresh T
