@@ -125,15 +125,14 @@ func (rt *Runtime) ensureGroup(job store.Job) (*jobGroup, error) {
 // as the time of this assignment: a sample that finds it unchanged reads
 // nothing per job, since no process of a job ran, forked or exited.
 func (c *jobGroups) clock() gpu.JobsClock {
-	usec, err := c.mgr.CPUUsec()
-	if err == nil {
+	c.clockMu.Lock()
+	usec, ok := c.readClock()
+	c.clockMu.Unlock()
+	if ok {
 		c.assignedUsec.Store(usec + 1)
 	} else {
 		c.assignedUsec.Store(0)
 	}
-	c.clockMu.Lock()
-	c.clockUsec, c.clockOK, c.clockAt = usec, err == nil, time.Now()
-	c.clockMu.Unlock()
 	return c.cachedClock
 }
 
@@ -149,6 +148,12 @@ func (c *jobGroups) cachedClock() (uint64, bool) {
 	if time.Since(c.clockAt) < clockReuse {
 		return c.clockUsec, c.clockOK
 	}
+	return c.readClock()
+}
+
+// readClock reads the jobs' CPU time and keeps it for cachedClock and
+// ranSinceAssign; clockMu is held.
+func (c *jobGroups) readClock() (uint64, bool) {
 	usec, err := c.mgr.CPUUsec()
 	c.clockUsec, c.clockOK, c.clockAt = usec, err == nil, time.Now()
 	return c.clockUsec, c.clockOK

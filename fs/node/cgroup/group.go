@@ -102,17 +102,17 @@ func (g *Group) Remove() error {
 func (g *Group) file(name string) string { return filepath.Join(g.path, name) }
 
 func (g *Group) readSingle(name string) (uint64, bool, error) {
-	b, err := g.kept.read(g.file(name))
+	var v uint64
+	err := g.kept.parse(g.file(name), func(b []byte) (err error) {
+		v, err = strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
+		return err
+	})
 	if isNotExist(err) {
 		if _, serr := os.Stat(g.path); serr != nil {
 			return 0, false, fmt.Errorf("read %s of job %d: %w", name, g.id, serr)
 		}
 		return 0, false, nil // the controller is off for this job
 	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read %s of job %d: %w", name, g.id, err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
 		return 0, false, fmt.Errorf("read %s of job %d: %w", name, g.id, err)
 	}

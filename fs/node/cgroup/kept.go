@@ -22,16 +22,6 @@ type keptFile struct {
 	buf []byte
 }
 
-// read returns a copy of the whole content of path.
-func (k *keptFiles) read(path string) ([]byte, error) {
-	var out []byte
-	err := k.parse(path, func(b []byte) error {
-		out = append([]byte(nil), b...)
-		return nil
-	})
-	return out, err
-}
-
 // parse reads the whole content of path and gives it to fn, which must
 // not keep it.
 func (k *keptFiles) parse(path string, fn func([]byte) error) error {
